@@ -1,0 +1,86 @@
+package codec
+
+// Packed BCD: two decimal digits a byte, high nibble first. Right-aligned values of odd length start with a
+// pad nibble; left-aligned ones end with it. Track data ('z') uses nibble D for '=' and, once encrypted, any
+// hex digit.
+
+// nibbleChar maps a nibble to the character it stands for in a track field.
+const nibbleChar = "0123456789ABC=EF"
+
+// appendBCD packs the logical characters in v into dst. left selects left alignment; pad is the pad nibble.
+// v has already been checked by checkChars, so every character maps to a nibble.
+func appendBCD(dst, v []byte, left bool, pad byte) []byte {
+	i := 0
+	if len(v)%2 == 1 && !left {
+		dst = append(dst, pad<<4|charNibble(v[0]))
+		i = 1
+	}
+	for ; i+1 < len(v); i += 2 {
+		dst = append(dst, charNibble(v[i])<<4|charNibble(v[i+1]))
+	}
+	if i < len(v) {
+		dst = append(dst, charNibble(v[i])<<4|pad)
+	}
+	return dst
+}
+
+// appendUnBCD unpacks n logical characters from the packed bytes b into dst.
+func appendUnBCD(dst, b []byte, n int, left bool) []byte {
+	skip := 0
+	if n%2 == 1 && !left {
+		skip = 1
+	}
+	for i := skip; i < skip+n; i++ {
+		c := b[i/2]
+		if i%2 == 0 {
+			c >>= 4
+		}
+		dst = append(dst, nibbleChar[c&0x0F])
+	}
+	return dst
+}
+
+// checkBCD checks packed bytes b holding n logical units: decimal nibbles for numeric fields, any nibble for
+// track fields, and a pad nibble of 0 or F. It returns the index of the first bad nibble, or -1.
+func checkBCD(b []byte, n int, left, track bool) int {
+	padAt := -1
+	if n%2 == 1 {
+		if left {
+			padAt = 2*len(b) - 1
+		} else {
+			padAt = 0
+		}
+	}
+	for i := 0; i < 2*len(b); i++ {
+		c := b[i/2]
+		if i%2 == 0 {
+			c >>= 4
+		}
+		c &= 0x0F
+		if i == padAt {
+			if c != 0 && c != 0xF {
+				return i
+			}
+			continue
+		}
+		if c > 9 && !track {
+			return i
+		}
+	}
+	return -1
+}
+
+// charNibble maps a digit, hex letter or '=' to its nibble.
+func charNibble(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c == '=':
+		return 0xD
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	}
+	return 0
+}

@@ -40,34 +40,43 @@ func appendUnBCD(dst, b []byte, n int, left bool) []byte {
 	return dst
 }
 
+// bcdPair marks the bytes whose two nibbles are both decimal digits.
+var bcdPair = func() (t [256]bool) {
+	for i := range t {
+		t[i] = i>>4 <= 9 && i&0x0F <= 9
+	}
+	return t
+}()
+
 // checkBCD checks packed bytes b holding n logical units: decimal nibbles for numeric fields, any nibble for
-// track fields, and a pad nibble of 0 or F. It returns the index of the first bad nibble, or -1.
-func checkBCD(b []byte, n int, left, track bool) int {
-	padAt := -1
+// track fields, and a pad nibble of 0 or F. It reports whether they are good.
+func checkBCD(b []byte, n int, left, track bool) bool {
+	if len(b) == 0 {
+		return true
+	}
 	if n%2 == 1 {
+		var pad, digit byte
 		if left {
-			padAt = 2*len(b) - 1
+			last := b[len(b)-1]
+			pad, digit = last&0x0F, last>>4
+			b = b[:len(b)-1]
 		} else {
-			padAt = 0
+			pad, digit = b[0]>>4, b[0]&0x0F
+			b = b[1:]
+		}
+		if (pad != 0 && pad != 0xF) || (digit > 9 && !track) {
+			return false
 		}
 	}
-	for i := 0; i < 2*len(b); i++ {
-		c := b[i/2]
-		if i%2 == 0 {
-			c >>= 4
-		}
-		c &= 0x0F
-		if i == padAt {
-			if c != 0 && c != 0xF {
-				return i
-			}
-			continue
-		}
-		if c > 9 && !track {
-			return i
+	if track {
+		return true
+	}
+	for _, c := range b {
+		if !bcdPair[c] {
+			return false
 		}
 	}
-	return -1
+	return true
 }
 
 // charNibble maps a digit, hex letter or '=' to its nibble.

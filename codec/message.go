@@ -29,6 +29,8 @@ type Message struct {
 	mti     [4]byte
 	hasMTI  bool
 	present [3]uint64 // bit (63 - (n-1)%64) of word (n-1)/64 is field n
+	read    [3]uint64 // the bitmaps as unpacked, and where they were in buf, so an unchanged message
+	mapsAt  [2]uint32 // packs them back byte for byte (hex bitmaps may come in lower case)
 	refs    [MaxField + 1]ref
 	arena   []byte // values set by the caller
 	scratch []byte // decoded logical values handed out by Value
@@ -54,6 +56,7 @@ func (m *Message) Reset() {
 		m.present[w] = 0
 	}
 	m.buf = nil
+	m.read = [3]uint64{}
 	m.hasMTI = false
 	m.arena = m.arena[:0]
 	m.scratch = m.scratch[:0]
@@ -346,10 +349,8 @@ func checkChars(f *field, v []byte) string {
 			return "numeric field holds a non-digit"
 		}
 	case KindTrack:
-		for _, c := range v {
-			if !(c >= '0' && c <= '9') && c != '=' && !(c >= 'A' && c <= 'F') {
-				return "track field holds a character other than 0-9, '=' or A-F"
-			}
+		if !trackChars(v, nil) {
+			return "track field holds a character other than 0-9, '=' or A-F"
 		}
 	case KindText:
 		if f.enc == EncEBCDIC {
@@ -364,3 +365,17 @@ func checkChars(f *field, v []byte) string {
 }
 
 var _ = binary.BigEndian
+
+// trackChars reports whether every character of a track value is a digit, '=' or A-F, after mapping each
+// byte through table when one is given (EBCDIC).
+func trackChars(v []byte, table *[256]byte) bool {
+	for _, c := range v {
+		if table != nil {
+			c = table[c]
+		}
+		if !(c >= '0' && c <= '9') && c != '=' && !(c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}

@@ -37,6 +37,10 @@ func (m *Message) Pack(dst []byte) ([]byte, error) {
 		}
 	}
 	for w := 0; w < nmaps; w++ {
+		if m.buf != nil && m.present == m.read {
+			dst = append(dst, m.buf[m.mapsAt[0]:m.mapsAt[1]]...)
+			break
+		}
 		if s.def.Bitmap == BitmapHex {
 			for i := 60; i >= 0; i -= 4 {
 				dst = append(dst, hexDigits[words[w]>>uint(i)&0xF])

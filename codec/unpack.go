@@ -18,7 +18,7 @@ func (m *Message) Unpack(b []byte) error {
 		if len(b) < 2 {
 			return fieldErr(0, 0, ErrShort, "needs 2 bytes, %d left", len(b))
 		}
-		if checkBCD(b[:2], 4, false, false) >= 0 {
+		if !checkBCD(b[:2], 4, false, false) {
 			return fieldErr(0, 0, ErrBadValue, "not BCD digits")
 		}
 		appendUnBCD(m.mti[:0], b[:2], 4, false)
@@ -40,6 +40,7 @@ func (m *Message) Unpack(b []byte) error {
 
 	var words [3]uint64
 	var err error
+	mapsStart := off
 	if words[0], off, err = m.readBitmap(b, off); err != nil {
 		return err
 	}
@@ -55,6 +56,11 @@ func (m *Message) Unpack(b []byte) error {
 			}
 			nmaps = 3
 		}
+	}
+	m.read, m.mapsAt = words, [2]uint32{uint32(mapsStart), uint32(off)}
+	m.read[0] &^= 1 << 63
+	if s.def.Tertiary {
+		m.read[1] &^= 1 << 63
 	}
 	for w := 0; w < nmaps; w++ {
 		for bs := words[w]; bs != 0; bs &^= 1 << (63 - uint(bits.LeadingZeros64(bs))) {
@@ -154,7 +160,7 @@ func (f *field) unitsOfWire(w int) int {
 func checkWire(f *field, data []byte, l int) string {
 	switch f.enc {
 	case EncBCD, EncBCDLeft:
-		if checkBCD(data, l, f.enc == EncBCDLeft, f.kind == KindTrack) >= 0 {
+		if !checkBCD(data, l, f.enc == EncBCDLeft, f.kind == KindTrack) {
 			if f.kind == KindTrack {
 				return "bad pad nibble"
 			}
@@ -164,11 +170,25 @@ func checkWire(f *field, data []byte, l int) string {
 		if f.kind == KindNumeric && !allDigits(data) {
 			return "numeric field holds a non-digit"
 		}
+		if f.kind == KindTrack && !trackChars(data, nil) {
+			return "track field holds a character other than 0-9, '=' or A-F"
+		}
 	case EncEBCDIC:
-		if f.kind == KindNumeric {
+		switch f.kind {
+		case KindNumeric:
 			for _, c := range data {
 				if c < 0xF0 || c > 0xF9 {
 					return "numeric field holds a non-digit"
+				}
+			}
+		case KindTrack:
+			if !trackChars(data, &ebcdicToASCII) {
+				return "track field holds a character other than 0-9, '=' or A-F"
+			}
+		case KindText:
+			for _, c := range data {
+				if ebcdicToASCII[c] == '?' && c != 0x6F {
+					return "byte with no ASCII equivalent in EBCDIC text"
 				}
 			}
 		}

@@ -18,7 +18,7 @@ test: lint ## vet, gofmt check and the whole test suite (fuzz seed corpora inclu
 bench: ## every benchmark with allocation counts (BENCH=regexp, COUNT=n)
 	$(GO) test -run '^$$' -bench '$(or $(BENCH),.)' -benchmem -count $(or $(COUNT),1) $(PKGS)
 
-fuzz: ## run every fuzz target for FUZZTIME (default 5m) each
+fuzz: ## run every fuzz target for FUZZTIME (default 5m) each (FUZZPKGS=./codec/... to narrow)
 	@scripts/fuzz-all.sh $(FUZZTIME)
 
 lint: ## go vet and the gofmt check

@@ -42,7 +42,7 @@ func newFixture(t *testing.T) *fixture {
 	comp1 := clear
 	kcv, _ := hsm.KCV(clear, false, 3)
 	tmk, err := sw.ImportComponents(context.Background(), hsm.ComponentsRequest{Name: "term/22003600/tmk",
-		Spec: hsm.Spec{Type: hsm.KeyTMK, Algorithm: hsm.AlgTDES, Length: 16},
+		Spec:       hsm.Spec{Type: hsm.KeyTMK, Algorithm: hsm.AlgTDES, Length: 16},
 		Components: []hsm.Component{{Value: comp1}, {Value: mask}}, KCV: strings.ToUpper(hex.EncodeToString(kcv))})
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,6 @@
 package codec
 
-import (
-	"encoding/binary"
-	"math/bits"
-)
+import "math/bits"
 
 // Where a field's value lives.
 const (
@@ -364,7 +361,6 @@ func checkChars(f *field, v []byte) string {
 	return ""
 }
 
-var _ = binary.BigEndian
 
 // trackChars reports whether every character of a track value is a digit, '=' or A-F, after mapping each
 // byte through table when one is given (EBCDIC).
@@ -378,4 +374,14 @@ func trackChars(v []byte, table *[256]byte) bool {
 		}
 	}
 	return true
+}
+
+// BytesBefore returns the unpacked input from the MTI up to where field n starts: the MAC block of a message
+// whose MAC is field n (UnionPay POS: 64; bank links: 64 or 128). ok is false when field n was not unpacked
+// from the input (absent, or set by the caller).
+func (m *Message) BytesBefore(n int) ([]byte, bool) {
+	if !m.Has(n) || m.refs[n].src != srcInput {
+		return nil, false
+	}
+	return m.buf[:m.refs[n].start], true
 }

@@ -236,3 +236,17 @@ func mustHex(t testing.TB, s string) []byte {
 	}
 	return b
 }
+
+func TestBytesBeforeIsTheMACBlock(t *testing.T) {
+	s := spec(t, "cup-pos")
+	frame := frameOf(t, s, samples["cup-pos"][0])
+	m := decodeFrame(t, s, frame)
+	mab, ok := m.BytesBefore(64)
+	body := frame[2+5+6:]
+	if !ok || !bytes.Equal(mab, body[:len(body)-8]) {
+		t.Fatalf("MAC block %X, want the message without its last 8 bytes", mab)
+	}
+	if _, ok := m.BytesBefore(62); ok {
+		t.Fatal("an absent field has a MAC block")
+	}
+}

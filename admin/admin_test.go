@@ -30,12 +30,17 @@ func (f *fakeBackend) SetLinkEnabled(id string, on bool) error {
 	f.enabled[id] = on
 	return nil
 }
-func (f *fakeBackend) ReloadRoutes() (any, error) { f.reloaded++; return map[string]int{"version": 2}, nil }
+func (f *fakeBackend) ReloadRoutes() (any, error) {
+	f.reloaded++
+	return map[string]int{"version": 2}, nil
+}
 func (f *fakeBackend) ExplainRoute(pan, _, _, _ string) (any, error) {
 	return map[string]string{"acquirer": "ccb", "pan": pan[:6]}, nil
 }
-func (f *fakeBackend) Terminal(id string) (any, bool) { return map[string]string{"id": id}, id == "22003600" }
-func (f *fakeBackend) Reversals() any                 { return []string{} }
+func (f *fakeBackend) Terminal(id string) (any, bool) {
+	return map[string]string{"id": id}, id == "22003600"
+}
+func (f *fakeBackend) Reversals() any { return []string{} }
 
 func do(t *testing.T, h http.Handler, method, path, token string) *httptest.ResponseRecorder {
 	t.Helper()

@@ -7,8 +7,8 @@
 // one table and swaps in a reloaded one atomically. A Balancer picks an acquirer's endpoint and link for each
 // request and fails over only while the request was not written to a socket (see Attempt).
 //
-// Where things are: bin.go (BIN ranges, the flattened index, the lookup's search), rule.go (rules and
-// matching), load.go (file formats), table.go (validation, Lookup, Router), explain.go, diff.go,
-// balancer.go and breaker.go. The user documentation is docs/routing.md. The package imports nothing else of
-// the switch's: keys are plain strings.
+// Where things are: table.go (Lookup, the hot path), bin.go (BIN ranges and the flattened index), rule.go
+// (rules and matching), load.go (file formats), validate.go (checks and compilation), reload.go (Router),
+// explain.go, diff.go, balancer.go and breaker.go. The user documentation is docs/routing.md. The package
+// imports nothing else of the switch's: keys are plain strings.
 package router

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startSimBank runs `switch sim bank` in-process on a free port and returns its address; the command stops
+// when the test ends.
+func startSimBank(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	cmd := newSimBankCmd()
+	cmd.SetOut(pw)
+	cmd.SetErr(io.Discard)
+	cmd.SetArgs(append([]string{"--listen", "127.0.0.1:0", "--spec", "iso87-ascii"}, args...))
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx); pw.Close() }()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("sim bank did not start: %v", err)
+	}
+	go io.Copy(io.Discard, pr)
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("sim bank: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("sim bank did not stop")
+		}
+	})
+	return line[strings.LastIndex(line, " ")+1 : len(line)-1]
+}
+
+func TestLoadtestCommandAgainstSimBank(t *testing.T) {
+	addr := startSimBank(t)
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
+	out, err := runCodecCmd(newLoadtestCmd(), "", "--target", addr, "--spec", "iso87-ascii", "--terminals", "4", "--max",
+		"--duration", "500ms", "--mix", "purchase=80,balance=10,void=10", "--json", jsonPath, "--html", htmlPath)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "replies/s") || !strings.Contains(out, "responses: 00=") {
+		t.Errorf("summary:\n%s", out)
+	}
+	var rep struct {
+		TPS       float64            `json:"tps"`
+		Latency   map[string]float64 `json:"latency_ms"`
+		Responses map[string]int64   `json:"responses"`
+		Errors    *int64             `json:"errors"`
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.TPS <= 0 || rep.Latency["p99"] <= 0 || rep.Responses["00"] == 0 || rep.Errors == nil || *rep.Errors != 0 {
+		t.Errorf("report %s", data)
+	}
+	if page, err := os.ReadFile(htmlPath); err != nil || !strings.Contains(string(page), "<svg") {
+		t.Errorf("HTML report: %v", err)
+	}
+}
+
+func TestLoadtestCommandRefusesBadFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"neither --max nor --rate", []string{"--target", "x:1", "--spec", "iso87-ascii"}, "--max or --rate"},
+		{"both --max and --rate", []string{"--target", "x:1", "--spec", "iso87-ascii", "--max", "--rate", "5"}, "--max or --rate"},
+		{"terminal spec has no builder yet", []string{"--target", "x:1", "--spec", "cup-pos", "--max"}, "host specs"},
+		{"bad mix", []string{"--target", "x:1", "--spec", "iso87-ascii", "--max", "--mix", "refund=1"}, "unknown kind"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := runCodecCmd(newLoadtestCmd(), "", tt.args...); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSimBankCommandRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rules, []byte("accounts:\n  - prefix: 12AB\n"), 0o600)
+	tests := []struct {
+		name string
+		args []string
+		env  string
+		want string
+	}{
+		{"rules error names file and line", []string{"--rules", rules}, "", "rules.yaml:2:"},
+		{"share out of range", []string{"--no-reply", "1.5"}, "", "within 0-1"},
+		{"unknown spec", []string{"--spec", "nope"}, "", "nope"},
+		{"key that is not hex", nil, "XYZ", "SIM_BANK_ZAK"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("SIM_BANK_ZAK", tt.env)
+			args := append([]string{"--listen", "127.0.0.1:0"}, tt.args...)
+			if _, err := runCodecCmd(newSimBankCmd(), "", args...); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

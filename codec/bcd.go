@@ -93,3 +93,15 @@ func charNibble(c byte) byte {
 	}
 	return 0
 }
+
+// PackTrack packs track characters (digits, '=' and A-F) as left-aligned BCD with a 0 pad nibble, as
+// UnionPay terminals send fields 35 and 36; it checks nothing (see Message.Set for checked values).
+func PackTrack(dst, track []byte) []byte { return appendBCD(dst, track, true, 0) }
+
+// UnpackTrack is the inverse of PackTrack for n characters.
+func UnpackTrack(dst, packed []byte, n int) []byte {
+	if (n+1)/2 > len(packed) {
+		n = 2 * len(packed)
+	}
+	return appendUnBCD(dst, packed, n, true)
+}

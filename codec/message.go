@@ -361,7 +361,6 @@ func checkChars(f *field, v []byte) string {
 	return ""
 }
 
-
 // trackChars reports whether every character of a track value is a digit, '=' or A-F, after mapping each
 // byte through table when one is given (EBCDIC).
 func trackChars(v []byte, table *[256]byte) bool {

@@ -16,7 +16,7 @@ import (
 type Rule struct {
 	From     string // "N" copies field N, "N.S" subfield S of field N; "" with no other source copies the same field
 	Const    string // a constant value (logical form, as decode --json shows it)
-	Generate string // stan, rrn, transmission_time (MMDDhhmmss), local_time (hhmmss), local_date (MMDD), acquirer_id, forwarder_id, transaction_id
+	Generate string // stan, rrn, transmission_time (MMDDhhmmss), local_time (hhmmss), local_date (MMDD), acquirer_id, forwarder_id, transaction_id, original_data (field 90 of the original; absent for a request without one)
 	PIN      bool   // translate the PIN block of From (default: the same field) from the terminal's key to the acquirer's
 	Track    bool   // decrypt the track data of From under the terminal's TDK before copying
 	Optional bool   // skip silently when the source is absent (copies are optional by default; constants are not)
@@ -38,10 +38,11 @@ type Map struct {
 // operations come from the switch, so conversions stay deterministic in tests.
 type Env interface {
 	// Generate returns a generated value: stan, rrn, transmission_time, local_time, local_date, acquirer_id,
-	// forwarder_id or transaction_id.
+	// forwarder_id, transaction_id or original_data. An empty value leaves the field out.
 	Generate(ctx context.Context, what string) (string, error)
-	// TranslatePIN re-encrypts a PIN block for the same PAN from the source side's key to the destination's.
-	TranslatePIN(ctx context.Context, block []byte, pan string) ([]byte, error)
+	// TranslatePIN re-encrypts a PIN block from the source side's key to the destination's, for the card of
+	// src (field 2, or track 2, which the Env may have to decrypt first).
+	TranslatePIN(ctx context.Context, block []byte, src *codec.Message) ([]byte, error)
 	// DecryptTrack returns track data in clear (logical form, '=' separators).
 	DecryptTrack(ctx context.Context, track []byte) ([]byte, error)
 }
@@ -65,7 +66,7 @@ type Converter struct {
 func (c *Converter) Name() string { return c.m.Name }
 
 // Generators names the values Generate may be asked for.
-var Generators = []string{"stan", "rrn", "transmission_time", "local_time", "local_date", "acquirer_id", "forwarder_id", "transaction_id"}
+var Generators = []string{"stan", "rrn", "transmission_time", "local_time", "local_date", "acquirer_id", "forwarder_id", "transaction_id", "original_data"}
 
 // Compile checks m against the specs and prepares it. Errors name the map and the field's line.
 func Compile(m Map, from, to *codec.Spec) (*Converter, error) {
@@ -123,7 +124,7 @@ func Compile(m Map, from, to *codec.Spec) (*Converter, error) {
 			}
 			c.steps = append(c.steps, step{n, func(ctx context.Context, env Env, _, dst *codec.Message) error {
 				v, err := env.Generate(ctx, what)
-				if err != nil {
+				if err != nil || v == "" {
 					return err
 				}
 				return dst.SetString(n, v)
@@ -177,11 +178,7 @@ func copyStep(n, srcField, sub int, r Rule) func(context.Context, Env, *codec.Me
 		}
 		switch {
 		case r.PIN:
-			pan, err := panOf(src)
-			if err != nil {
-				return err
-			}
-			out, err := env.TranslatePIN(ctx, v, pan)
+			out, err := env.TranslatePIN(ctx, v, src)
 			if err != nil {
 				return err
 			}
@@ -195,19 +192,6 @@ func copyStep(n, srcField, sub int, r Rule) func(context.Context, Env, *codec.Me
 		}
 		return dst.Set(n, v)
 	}
-}
-
-// panOf finds the card number of a message: field 2, or the digits of track 2 before its separator.
-func panOf(m *codec.Message) (string, error) {
-	if v, ok := m.Value(2); ok {
-		return string(v), nil
-	}
-	if v, ok := m.Value(35); ok {
-		if i := strings.IndexAny(string(v), "=D"); i > 0 {
-			return string(v[:i]), nil
-		}
-	}
-	return "", errors.New("convert: no PAN for PIN translation (neither field 2 nor track 2)")
 }
 
 // Convert fills dst (of the destination spec, reset here) from src. Fields without a rule are not copied: a

@@ -17,8 +17,8 @@ func (e *fakeEnv) Generate(_ context.Context, what string) (string, error) {
 		"acquirer_id": "00085500"}[what], nil
 }
 
-func (e *fakeEnv) TranslatePIN(_ context.Context, block []byte, pan string) ([]byte, error) {
-	e.pans = append(e.pans, pan)
+func (e *fakeEnv) TranslatePIN(_ context.Context, block []byte, src *codec.Message) ([]byte, error) {
+	e.pans = append(e.pans, src.String(2))
 	out := append([]byte(nil), block...)
 	out[0] ^= 0xFF
 	return out, nil

@@ -44,7 +44,7 @@ func IsManagement(req *codec.Message) bool {
 }
 
 // NewReply prepares the reply to req: MTI + 10, TPDU with its addresses swapped, the same header, and the
-// fields a terminal checks on every reply (3, 4, 11, 41, 42) plus 25, 49 and 60 when present.
+// fields a terminal checks on every reply (3, 4, 11, 41, 42) plus 25, 49, 57 (railway data) and 60 when present.
 func NewReply(req, rsp *codec.Message) error {
 	rsp.Reset()
 	mti := req.MTIBytes()
@@ -65,7 +65,7 @@ func NewReply(req, rsp *codec.Message) error {
 	if h := req.Header(); h != nil {
 		_ = rsp.SetHeader(h)
 	}
-	for _, n := range [...]int{3, 4, 11, 25, 41, 42, 49, 60} {
+	for _, n := range [...]int{3, 4, 11, 25, 41, 42, 49, 57, 60} { // 57: railway data, echoed
 		if req.Has(n) {
 			if err := rsp.CopyField(n, req); err != nil {
 				return err

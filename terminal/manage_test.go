@@ -163,9 +163,9 @@ func TestEchoAndSignOff(t *testing.T) {
 func TestSettlementComparesTotals(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	_ = f.m.Batches.Add(ctx, "22003600", "000001", true, 12345)
-	_ = f.m.Batches.Add(ctx, "22003600", "000001", true, 100)
-	_ = f.m.Batches.Add(ctx, "22003600", "000001", false, 100)
+	_ = f.m.Batches.Add(ctx, "22003600", "000001", true, 12345, 1)
+	_ = f.m.Batches.Add(ctx, "22003600", "000001", true, 100, 1)
+	_ = f.m.Batches.Add(ctx, "22003600", "000001", false, 100, 1)
 	settle := func(totals string) string {
 		req := unpackFrame(t, signOnFrame)
 		_ = req.SetMTI("0500")

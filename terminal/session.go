@@ -113,7 +113,8 @@ type Totals struct {
 
 // Batches accumulates the approved transactions of each terminal's batch, for settlement.
 type Batches interface {
-	Add(ctx context.Context, tid, batch string, debit bool, amount int64) error
+	// Add adds amount and count to the batch's debit or credit totals; a void or reversal adds them negated.
+	Add(ctx context.Context, tid, batch string, debit bool, amount, count int64) error
 	Totals(ctx context.Context, tid, batch string) (Totals, error)
 }
 
@@ -126,17 +127,17 @@ type MemoryBatches struct {
 // NewMemoryBatches returns an empty embedded batch store.
 func NewMemoryBatches() *MemoryBatches { return &MemoryBatches{m: map[string]Totals{}} }
 
-// Add counts one approved transaction: a debit (purchase, completion) or a credit (void, refund).
-func (b *MemoryBatches) Add(_ context.Context, tid, batch string, debit bool, amount int64) error {
+// Add counts approved transactions: debits (purchases, completions) or credits (refunds).
+func (b *MemoryBatches) Add(_ context.Context, tid, batch string, debit bool, amount, count int64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	t := b.m[tid+"/"+batch]
 	if debit {
 		t.DebitAmount += amount
-		t.DebitCount++
+		t.DebitCount += count
 	} else {
 		t.CreditAmount += amount
-		t.CreditCount++
+		t.CreditCount += count
 	}
 	b.m[tid+"/"+batch] = t
 	return nil

@@ -1,0 +1,52 @@
+package flow
+
+import (
+	"context"
+	"time"
+
+	"github.com/railswitch/railswitch/codec"
+	"github.com/railswitch/railswitch/convert"
+	"github.com/railswitch/railswitch/hsm"
+)
+
+// Acquirer is what the flow needs to know of one acquiring bank beyond its routes and links.
+type Acquirer struct {
+	Name string
+	Spec *codec.Spec // the bank link's spec
+	// Requests and Responses are the conversion maps from each terminal spec (by name) to this acquirer's spec
+	// and back.
+	Requests  map[string]*convert.Converter
+	Responses map[string]*convert.Converter
+	ZPK       *hsm.Key         // PIN blocks are translated to it; nil: the bank takes no PIN blocks
+	ZAK       *hsm.Key         // MACs on the bank link; nil: no MAC
+	MAC       hsm.MACAlgorithm // MAC algorithm of the bank link (x9.19 by default)
+	MACField  int              // 64 or 128; 0: 64 for messages with one bitmap, 128 when a secondary bitmap is present
+	MACBytes  int              // MAC bytes carried in the field (8 by default; the rest zero-filled)
+	PINFormat hsm.PINBlockFormat
+	Timeout   time.Duration // how long to wait for the bank's answer
+	// ReversalMTI is 0400 or 0420.
+	ReversalMTI string
+	// InstitutionID is field 32 of requests to the bank (the acquiring institution code).
+	InstitutionID string
+	// ForwarderID is field 33 (forwarding institution), the railway platform's code.
+	ForwarderID string
+}
+
+// Reversals queues a reversal until the acquirer acknowledges it (store-and-forward). msg is the reversal in
+// the acquirer's spec, packed; link pins it to the link of the original when not empty.
+type Reversals interface {
+	Enqueue(ctx context.Context, acquirer, link, txnID string, msg []byte) error
+}
+
+// macField is the field that carries m's MAC on this acquirer's link.
+func (a *Acquirer) macField(m *codec.Message) int {
+	if a.MACField != 0 {
+		return a.MACField
+	}
+	for _, n := range m.Fields() {
+		if n > 64 && n != 128 {
+			return 128
+		}
+	}
+	return 64
+}

@@ -1,0 +1,86 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/railswitch/railswitch/codec"
+	"github.com/railswitch/railswitch/convert"
+	"github.com/railswitch/railswitch/hsm"
+	"github.com/railswitch/railswitch/terminal"
+)
+
+// env gives conversion maps their generated values and security operations for one request.
+type env struct {
+	f         *Flow
+	sess      *terminal.Session
+	acq       *Acquirer
+	now       time.Time
+	txnID     string
+	stan, rrn string
+	original  *Txn // the original of a void, refund or completion; nil otherwise
+	req       *codec.Message
+}
+
+func (e *env) Generate(ctx context.Context, what string) (string, error) {
+	if v, ok := convert.TimeGenerator(e.now, what); ok {
+		return v, nil
+	}
+	switch what {
+	case "stan", "rrn":
+		if e.stan == "" {
+			var err error
+			if e.stan, e.rrn, err = e.f.cfg.Counter.Next(ctx, e.acq.Name); err != nil {
+				return "", err
+			}
+		}
+		if what == "stan" {
+			return e.stan, nil
+		}
+		return e.rrn, nil
+	case "acquirer_id":
+		return e.acq.InstitutionID, nil
+	case "forwarder_id":
+		return e.acq.ForwarderID, nil
+	case "transaction_id":
+		return e.txnID, nil
+	case "original_data":
+		if e.original == nil {
+			return "", nil
+		}
+		return e.original.OriginalData, nil
+	}
+	return "", errors.New("unknown generator " + what)
+}
+
+func (e *env) TranslatePIN(ctx context.Context, block []byte, src *codec.Message) ([]byte, error) {
+	pan, err := e.f.cardNumber(ctx, e.sess, src)
+	if err != nil {
+		return nil, err
+	}
+	if e.acq.ZPK == nil {
+		return nil, errors.New("acquirer " + e.acq.Name + " has no ZPK")
+	}
+	r, err := e.f.cfg.HSM.TranslatePIN(ctx, hsm.PINTranslation{Source: e.sess.PIK, Dest: *e.acq.ZPK,
+		SourceFormat: hsm.ISO0, DestFormat: e.acq.PINFormat, PAN: pan, Block: block})
+	if err != nil {
+		return nil, err
+	}
+	return r.Block, nil
+}
+
+// DecryptTrack decrypts track data that the terminal encrypted under its TDK (53.3 = 1); other tracks are
+// in clear already.
+func (e *env) DecryptTrack(ctx context.Context, track []byte) ([]byte, error) {
+	sec, _ := e.req.Value(53)
+	if e.sess.TDK == nil || len(sec) < 3 || sec[2] != '1' {
+		return track, nil
+	}
+	clear, err := e.f.cfg.HSM.Decrypt(ctx, hsm.DataRequest{Key: *e.sess.TDK, Mode: hsm.DataTrack,
+		Data: codec.PackTrack(nil, track)})
+	if err != nil {
+		return nil, err
+	}
+	return codec.UnpackTrack(nil, clear, len(track)), nil
+}

@@ -1,0 +1,633 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/railswitch/railswitch/channel"
+	"github.com/railswitch/railswitch/codec"
+	"github.com/railswitch/railswitch/hsm"
+	"github.com/railswitch/railswitch/journal"
+	"github.com/railswitch/railswitch/limits"
+	"github.com/railswitch/railswitch/link"
+	"github.com/railswitch/railswitch/router"
+	"github.com/railswitch/railswitch/terminal"
+	"go.uber.org/zap"
+)
+
+// Response codes the flow answers with itself.
+const (
+	RCApproved       = "00"
+	RCInvalidTxn     = "12" // invalid or unmatched related transaction
+	RCNoOriginal     = "25" // original transaction not found
+	RCFormat         = "30" // message format error
+	RCNotPermitted   = "58" // transaction not permitted to the terminal
+	RCIssuerDown     = "91" // acquirer or issuer unavailable
+	RCMalfunction    = "96" // system malfunction
+	RCUnknownTerm    = "97" // terminal not registered
+	RCMACFailed      = "A0" // MAC verification failed: sign on again
+	DefaultTimeoutRC = "98" // no answer from the acquirer in time
+)
+
+// Journal is where finished authorizations go before the terminal gets its reply.
+type Journal interface {
+	Append(r *journal.Record) (uint64, error)
+}
+
+// Config wires a flow for one channel.
+type Config struct {
+	Channel   string
+	Spec      *codec.Spec   // the channel's terminal spec
+	Framing   codec.Framing // the channel's framing
+	Manager   *terminal.Manager
+	HSM       hsm.Module
+	Router    *router.Router
+	Balancer  func() *router.Balancer // the current balancer (replaced on route reloads)
+	Links     *link.Pool
+	Limits    *limits.Limiter // nil: no limits
+	Acquirers map[string]*Acquirer
+	Counter   link.Counter // STAN and RRN per acquirer
+	Journal   Journal
+	Reversals Reversals
+	Txns      TxnStore
+	// TimeoutCode is sent to a terminal whose request got no answer in time (default 98).
+	TimeoutCode string
+	// NodeID goes into transaction ids; Posting marks the tier that posts to the ledger.
+	NodeID  string
+	Posting bool
+	Now     func() time.Time
+	Log     *zap.Logger
+}
+
+// Flow handles the frames of one channel. It implements channel.Handler.
+type Flow struct {
+	cfg   Config
+	msgs  sync.Pool
+	seq   atomic.Uint64
+	stats Stats
+}
+
+// Stats count what the flow answered.
+type Stats struct {
+	Requests, Approved, Declined, Timeouts, Malformed, MACFailures, Unknown atomic.Uint64
+}
+
+// New returns the flow of a channel.
+func New(cfg Config) *Flow {
+	if cfg.TimeoutCode == "" {
+		cfg.TimeoutCode = DefaultTimeoutRC
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	f := &Flow{cfg: cfg}
+	return f
+}
+
+// Stats returns the flow's counters.
+func (f *Flow) Stats() *Stats { return &f.stats }
+
+func (f *Flow) message(s *codec.Spec) *codec.Message {
+	if m, ok := f.msgs.Get().(*codec.Message); ok && m.Spec() == s {
+		m.Reset()
+		return m
+	}
+	return codec.NewMessage(s)
+}
+
+// Closed implements channel.Handler.
+func (f *Flow) Closed(*channel.Session, string) {}
+
+// Frame implements channel.Handler: one terminal request, start to finish.
+func (f *Flow) Frame(s *channel.Session, body []byte) {
+	defer s.Done()
+	f.stats.Requests.Add(1)
+	req, rsp := f.message(f.cfg.Spec), f.message(f.cfg.Spec)
+	defer f.msgs.Put(req)
+	defer f.msgs.Put(rsp)
+	ctx := context.Background()
+	received := f.cfg.Now()
+
+	if err := req.UnpackFrame(f.cfg.Framing, body); err != nil {
+		f.stats.Malformed.Add(1)
+		if req.MTI() == "" || !req.Has(41) || terminal.NewReply(req, rsp) != nil {
+			s.Close("undecodable message: " + err.Error())
+			return
+		}
+		f.cfg.Log.Info("malformed message answered with 30", zap.String("channel", f.cfg.Channel), zap.Error(err))
+		f.send(ctx, s, rsp, RCFormat, nil)
+		return
+	}
+	if err := terminal.NewReply(req, rsp); err != nil {
+		s.Close("message has no reply MTI: " + err.Error())
+		return
+	}
+	t, ok := f.cfg.Manager.Registry.Lookup(req.String(41))
+	if !ok || (t.Channel != "" && t.Channel != f.cfg.Channel) {
+		f.stats.Unknown.Add(1)
+		f.send(ctx, s, rsp, RCUnknownTerm, nil)
+		return
+	}
+	if t.Disabled || req.String(42) != t.Merchant {
+		f.send(ctx, s, rsp, RCNotPermitted, nil)
+		return
+	}
+	if terminal.IsManagement(req) {
+		rc := f.cfg.Manager.Handle(ctx, t, req, rsp)
+		f.send(ctx, s, rsp, rc, nil)
+		return
+	}
+	sess, ok, err := f.cfg.Manager.Sessions.Get(ctx, t.ID)
+	if err != nil {
+		f.send(ctx, s, rsp, RCMalfunction, nil)
+		return
+	}
+	if !ok || !sess.SignedOn {
+		_ = rsp.SetCUPProcessingRequirement(3) // sign on again
+		f.send(ctx, s, rsp, RCMACFailed, nil)
+		return
+	}
+	if !f.verifyMAC(ctx, sess.MAK, req) {
+		f.stats.MACFailures.Add(1)
+		f.send(ctx, s, rsp, RCMACFailed, nil)
+		return
+	}
+	rc := f.financial(ctx, t, &sess, req, rsp, received)
+	f.send(ctx, s, rsp, rc, &sess.MAK)
+}
+
+// verifyMAC checks field 64 of a terminal message (the UnionPay ECB MAC over MTI to field 63).
+func (f *Flow) verifyMAC(ctx context.Context, mak hsm.Key, req *codec.Message) bool {
+	mab, ok := req.BytesBefore(64)
+	if !ok {
+		return false
+	}
+	mac, _ := req.Value(64)
+	return f.cfg.HSM.VerifyMAC(ctx, mak, hsm.MACCupECB, mab, mac) == nil
+}
+
+// send sets the response code and replies; approvals carry a MAC under the terminal's MAK.
+func (f *Flow) send(ctx context.Context, s *channel.Session, rsp *codec.Message, rc string, mak *hsm.Key) {
+	_ = rsp.SetString(39, rc)
+	if rc == RCApproved {
+		f.stats.Approved.Add(1)
+	} else {
+		f.stats.Declined.Add(1)
+	}
+	var frame []byte
+	var err error
+	if mak != nil && rc == RCApproved {
+		frame, err = f.frameWithMAC(ctx, rsp, *mak)
+	} else {
+		rsp.Unset(64)
+		frame, err = rsp.AppendFrame(f.cfg.Framing, nil)
+	}
+	if err != nil {
+		f.cfg.Log.Error("cannot pack reply", zap.String("channel", f.cfg.Channel), zap.Error(err))
+		s.Close("cannot pack reply")
+		return
+	}
+	_ = s.Reply(frame)
+}
+
+// frameWithMAC packs the reply with a UnionPay MAC in field 64 (8 ASCII characters, the message's last bytes).
+func (f *Flow) frameWithMAC(ctx context.Context, rsp *codec.Message, mak hsm.Key) ([]byte, error) {
+	if err := rsp.SetString(64, "00000000"); err != nil {
+		return nil, err
+	}
+	frame, err := rsp.AppendFrame(f.cfg.Framing, nil)
+	if err != nil {
+		return nil, err
+	}
+	pre := f.cfg.Framing.HeaderLen + lenHeader(f.cfg.Framing)
+	if f.cfg.Framing.TPDU {
+		pre += 5
+	}
+	mac, err := f.cfg.HSM.GenerateMAC(ctx, mak, hsm.MACCupECB, frame[pre:len(frame)-8])
+	if err != nil {
+		return nil, err
+	}
+	copy(frame[len(frame)-8:], mac)
+	return frame, nil
+}
+
+func lenHeader(fr codec.Framing) int {
+	switch fr.Length {
+	case codec.LenBinary2, codec.LenBCD2:
+		return 2
+	case codec.LenASCII4:
+		return 4
+	}
+	return 0
+}
+
+// txnID makes a transaction id unique across nodes: node, time and a sequence.
+func (f *Flow) txnID(now time.Time) string {
+	return f.cfg.NodeID + "-" + strconv.FormatInt(now.UnixMilli(), 36) + "-" + strconv.FormatUint(f.seq.Add(1), 36)
+}
+
+// errNoMap means an acquirer has no conversion map for the terminal's spec.
+var errNoMap = errors.New("no conversion map")
+
+func (f *Flow) financial(ctx context.Context, t *terminal.Terminal, sess *terminal.Session, req, rsp *codec.Message, received time.Time) string {
+	if f.cfg.Limits != nil {
+		d := f.cfg.Limits.Acquire(ctx, limits.Request{Terminal: t.ID, Merchant: t.Merchant, Channel: f.cfg.Channel})
+		if !d.Allowed {
+			f.cfg.Log.Info("limit refused", zap.String("terminal", t.ID), zap.Stringer("decision", d))
+			return d.Code
+		}
+		defer d.Permit.Release()
+	}
+	pan, err := f.cardNumber(ctx, sess, req)
+	if err != nil {
+		f.cfg.Log.Info("cannot read the card number", zap.String("terminal", t.ID), zap.Error(err))
+		return RCFormat
+	}
+	route, err := f.cfg.Router.Lookup(router.Key{Channel: f.cfg.Channel, MTI: req.MTI(), Proc: req.String(3), PAN: pan})
+	if err != nil {
+		return RCFormat
+	}
+	var attempt router.Attempt
+	var original *Txn
+	switch route.Kind {
+	case router.KindDecline:
+		return route.ResponseCode
+	case router.KindAcquirer:
+		attempt = f.cfg.Balancer().Begin(route.Acquirer, route.Fallbacks)
+	case router.KindOriginal:
+		orig, ok, err := f.original(ctx, t, req)
+		if err != nil {
+			return RCMalfunction
+		}
+		if !ok {
+			return RCNoOriginal
+		}
+		original = &orig
+		id, err := parseLinkID(orig.Link)
+		if err != nil {
+			return RCMalfunction
+		}
+		attempt = f.cfg.Balancer().BeginPinned(id)
+	default:
+		return RCNotPermitted
+	}
+	return f.exchange(ctx, t, sess, req, rsp, &attempt, original, received)
+}
+
+// cardNumber is the PAN of a request: field 2, or the account number of track 2, decrypted first when the
+// terminal encrypted it under its TDK.
+func (f *Flow) cardNumber(ctx context.Context, sess *terminal.Session, req *codec.Message) (string, error) {
+	if req.Has(2) || !req.Has(35) {
+		return panOf(req), nil
+	}
+	track, _ := req.Value(35)
+	e := &env{f: f, sess: sess, req: req}
+	if e.sess == nil {
+		return panOf(req), nil
+	}
+	clear, err := e.DecryptTrack(ctx, track)
+	if err != nil {
+		return "", err
+	}
+	for i, c := range clear {
+		if c == '=' {
+			return string(clear[:i]), nil
+		}
+	}
+	return "", errors.New("track 2 has no separator")
+}
+
+// original finds the transaction a request refers to: for a reversal the one with its own trace number in
+// its batch (60.2, 11), for a void, refund or completion the one named in 61 (61.1 batch, 61.2 trace).
+func (f *Flow) original(ctx context.Context, t *terminal.Terminal, req *codec.Message) (Txn, bool, error) {
+	if req.MTI()[:2] == "04" {
+		batch, _ := req.Subfield(60, 2)
+		return f.cfg.Txns.Get(ctx, t.ID, string(batch), req.String(11))
+	}
+	batch, ok1 := req.Subfield(61, 1)
+	trace, ok2 := req.Subfield(61, 2)
+	if !ok1 || !ok2 {
+		return Txn{}, false, nil
+	}
+	return f.cfg.Txns.Get(ctx, t.ID, string(batch), string(trace))
+}
+
+// exchange converts and sends the request, failing over only while it was never written, and builds the
+// terminal's reply from the acquirer's.
+func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *terminal.Session, req, rsp *codec.Message,
+	attempt *router.Attempt, original *Txn, received time.Time) string {
+	for {
+		choice, err := attempt.Next()
+		if err != nil {
+			return RCIssuerDown
+		}
+		acq := f.cfg.Acquirers[choice.Link.Acquirer]
+		ln := f.cfg.Links.Link(link.LinkID(choice.Link))
+		if acq == nil || ln == nil {
+			attempt.NotSent()
+			continue
+		}
+		out := f.message(acq.Spec)
+		env := &env{f: f, sess: sess, acq: acq, now: f.cfg.Now(), original: original, req: req}
+		err = f.buildRequest(ctx, env, acq, req, out)
+		if err != nil {
+			attempt.NotSent()
+			f.msgs.Put(out)
+			f.cfg.Log.Error("cannot build the acquirer's request", zap.String("acquirer", acq.Name), zap.Error(err))
+			return RCMalfunction
+		}
+		deadline := f.cfg.Now().Add(acq.Timeout)
+		resp, err := ln.Send(ctx, out, deadline)
+		if err != nil {
+			if !link.Written(err) {
+				attempt.NotSent()
+				f.msgs.Put(out)
+				continue
+			}
+			attempt.Sent()
+			attempt.Done(router.Timeout)
+			f.stats.Timeouts.Add(1)
+			f.reverse(ctx, acq, choice.Link, out, DefaultTimeoutRC, env.txnID)
+			f.msgs.Put(out)
+			return f.cfg.TimeoutCode
+		}
+		attempt.Sent()
+		attempt.Done(router.Success)
+		rc := f.finish(ctx, t, sess, req, rsp, acq, choice.Link, out, resp.Message, env, original, received)
+		resp.Release()
+		f.msgs.Put(out)
+		return rc
+	}
+}
+
+// buildRequest converts the terminal's request for the acquirer and adds the link's MAC.
+func (f *Flow) buildRequest(ctx context.Context, e *env, acq *Acquirer, req, out *codec.Message) error {
+	conv := acq.Requests[f.cfg.Spec.Name()]
+	if conv == nil {
+		return fmt.Errorf("%w from %s to acquirer %s", errNoMap, f.cfg.Spec.Name(), acq.Name)
+	}
+	e.txnID = f.txnID(e.now)
+	if err := conv.Convert(ctx, e, req, out); err != nil {
+		return err
+	}
+	return f.signBank(ctx, acq, out)
+}
+
+// signBank sets the bank link's MAC field over the packed message before it.
+func (f *Flow) signBank(ctx context.Context, acq *Acquirer, out *codec.Message) error {
+	if acq.ZAK == nil {
+		return nil
+	}
+	macField := acq.macField(out)
+	def, _ := acq.Spec.Field(macField)
+	if err := out.Set(macField, make([]byte, def.Size)); err != nil {
+		return err
+	}
+	packed, err := out.Pack(nil)
+	if err != nil {
+		return err
+	}
+	wire := def.Size
+	if def.Encoding == codec.EncHex {
+		wire *= 2
+	}
+	mac, err := f.cfg.HSM.GenerateMAC(ctx, *acq.ZAK, acq.MAC, packed[:len(packed)-wire])
+	if err != nil {
+		return err
+	}
+	field := make([]byte, def.Size)
+	copy(field, mac[:min(acq.MACBytes, len(mac), def.Size)])
+	return out.Set(macField, field)
+}
+
+// verifyBank checks the MAC of an acquirer's response.
+func (f *Flow) verifyBank(ctx context.Context, acq *Acquirer, resp *codec.Message) bool {
+	if acq.ZAK == nil {
+		return true
+	}
+	macField := acq.macField(resp)
+	mab, ok := resp.BytesBefore(macField)
+	if !ok {
+		return false
+	}
+	mac, _ := resp.Value(macField)
+	return f.cfg.HSM.VerifyMAC(ctx, *acq.ZAK, acq.MAC, mab, mac[:min(acq.MACBytes, len(mac))]) == nil
+}
+
+// finish turns the acquirer's response into the terminal's reply, journals it and remembers approvals.
+func (f *Flow) finish(ctx context.Context, t *terminal.Terminal, sess *terminal.Session, req, rsp *codec.Message,
+	acq *Acquirer, linkID router.LinkID, out, resp *codec.Message, e *env, original *Txn, received time.Time) string {
+	answered := f.cfg.Now()
+	if !f.verifyBank(ctx, acq, resp) {
+		f.cfg.Log.Warn("acquirer response MAC failed", zap.String("acquirer", acq.Name))
+		if resp.String(39) == RCApproved {
+			f.reverse(ctx, acq, linkID, out, RCMACFailed, e.txnID)
+		}
+		return RCMalfunction
+	}
+	back := acq.Responses[f.cfg.Spec.Name()]
+	tmp := f.message(f.cfg.Spec)
+	defer f.msgs.Put(tmp)
+	if back == nil {
+		return RCMalfunction
+	}
+	if err := back.Convert(ctx, e, resp, tmp); err != nil {
+		f.cfg.Log.Error("cannot convert the acquirer's response", zap.String("acquirer", acq.Name), zap.Error(err))
+		if resp.String(39) == RCApproved {
+			f.reverse(ctx, acq, linkID, out, "06", e.txnID)
+		}
+		return RCMalfunction
+	}
+	for _, n := range tmp.Fields() {
+		if n != 39 && n != 64 {
+			_ = rsp.CopyField(n, tmp)
+		}
+	}
+	rc := tmp.String(39)
+	if rc == "" {
+		rc = RCMalfunction
+	}
+	amount, _ := req.Amount(4)
+	rec := &journal.Record{TxnID: e.txnID, Kind: recordKind(req), Posting: f.cfg.Posting, Bureau: t.Bureau,
+		Station: t.Station, Channel: f.cfg.Channel, Terminal: t.ID, Merchant: t.Merchant, Acquirer: acq.Name,
+		MTI: req.MTI(), ProcessingCode: req.String(3), Amount: amount, Currency: req.String(49), ResponseCode: rc,
+		AuthCode: tmp.String(38), RRN: out.String(37), TerminalSTAN: req.String(11), AcquirerSTAN: out.String(11),
+		PAN: journal.MaskPAN(panOf(req)), TerminalLocalTime: req.String(13) + req.String(12), ReceivedAt: received,
+		AnsweredAt: answered}
+	if original != nil {
+		rec.OriginalTxnID = original.ID
+	}
+	if f.cfg.Journal != nil {
+		if _, err := f.cfg.Journal.Append(rec); err != nil {
+			// Invariant 1: no approval the journal does not hold. Undo it at the bank and decline.
+			f.cfg.Log.Error("journal append failed; reversing", zap.String("txn", e.txnID), zap.Error(err))
+			if rc == RCApproved {
+				f.reverse(ctx, acq, linkID, out, "06", e.txnID)
+			}
+			return RCMalfunction
+		}
+	}
+	if rc == RCApproved {
+		batch, _ := req.Subfield(60, 2)
+		if kind := recordKind(req); kind == journal.KindVoid || kind == journal.KindReversal {
+			f.undoTotals(ctx, t, req, original)
+		}
+		debit, counts := batchEffect(req)
+		_ = f.cfg.Txns.Put(ctx, t.ID, string(batch), req.String(11), Txn{ID: e.txnID, Acquirer: acq.Name,
+			Link: formatLinkID(linkID), Amount: amount, RRN: out.String(37), AuthCode: tmp.String(38), AcqSTAN: out.String(11),
+			OriginalData: originalData(out), Counted: counts, Debit: debit})
+		if counts {
+			_ = f.cfg.Manager.Batches.Add(ctx, t.ID, string(batch), debit, amount, 1)
+		}
+	}
+	return rc
+}
+
+// recordKind tells the journal what a request does, from its MTI, processing code and 60.1.
+func recordKind(req *codec.Message) journal.Kind {
+	typ, _ := req.Subfield(60, 1)
+	switch string(typ) {
+	case "23", "11", "21":
+		return journal.KindVoid
+	case "25":
+		return journal.KindRefund
+	case "20", "24":
+		return journal.KindCompletion
+	case "10", "60":
+		return journal.KindPreauthorization
+	}
+	switch req.MTI()[:2] {
+	case "04":
+		return journal.KindReversal
+	case "01":
+		return journal.KindPreauthorization
+	}
+	return journal.KindAuthorization
+}
+
+// batchEffect says whether an approval counts in the settlement totals, as a debit (purchases, completions)
+// or a credit (refunds). Voids and reversals take their original out of the totals instead (undoTotals).
+func batchEffect(req *codec.Message) (debit, counts bool) {
+	switch recordKind(req) {
+	case journal.KindAuthorization, journal.KindCompletion:
+		return true, req.String(3)[:2] != "31" // balance inquiries move no money
+	case journal.KindRefund:
+		return false, true
+	}
+	return false, false
+}
+
+// undoTotals takes the original of an approved void or reversal out of the batch totals, if it counted.
+func (f *Flow) undoTotals(ctx context.Context, t *terminal.Terminal, req *codec.Message, original *Txn) {
+	if original == nil || !original.Counted {
+		return
+	}
+	batch, _ := req.Subfield(60, 2)
+	_ = f.cfg.Manager.Batches.Add(ctx, t.ID, string(batch), original.Debit, -original.Amount, -1)
+}
+
+// reverse queues a reversal of out (the request as sent to the acquirer) with the given reason.
+func (f *Flow) reverse(ctx context.Context, acq *Acquirer, id router.LinkID, out *codec.Message, reason, txnID string) {
+	if f.cfg.Reversals == nil {
+		f.cfg.Log.Error("no reversal queue: reversal lost", zap.String("acquirer", acq.Name), zap.String("txn", txnID))
+		return
+	}
+	rev := f.message(acq.Spec)
+	defer f.msgs.Put(rev)
+	if err := BuildReversal(out, rev, acq.ReversalMTI, reason); err != nil {
+		f.cfg.Log.Error("cannot build reversal", zap.String("txn", txnID), zap.Error(err))
+		return
+	}
+	packed, err := rev.Pack(nil)
+	if err == nil {
+		err = f.cfg.Reversals.Enqueue(ctx, acq.Name, formatLinkID(id), txnID, packed)
+	}
+	if err != nil {
+		f.cfg.Log.Error("cannot queue reversal", zap.String("txn", txnID), zap.Error(err))
+	}
+}
+
+// BuildReversal makes the reversal of a request as sent to an acquirer: MTI 0400 or 0420, the reason in 39,
+// the original data elements in 90 when the spec has it, and no PIN block, tracks or security fields.
+func BuildReversal(orig, rev *codec.Message, mti, reason string) error {
+	if mti == "" {
+		mti = "0400"
+	}
+	rev.Reset()
+	if err := rev.SetMTI(mti); err != nil {
+		return err
+	}
+	for _, n := range orig.Fields() {
+		switch n {
+		case 26, 35, 36, 45, 52, 53, 55, 64, 128:
+			continue
+		}
+		if err := rev.CopyField(n, orig); err != nil {
+			return err
+		}
+	}
+	if _, ok := rev.Spec().Field(90); ok {
+		if err := rev.SetString(90, originalData(orig)); err != nil {
+			return err
+		}
+	}
+	return rev.SetString(39, reason)
+}
+
+// originalData is field 90 naming out, the request as sent to the acquirer.
+func originalData(out *codec.Message) string {
+	return out.MTI() + pad(out.String(11), 6) + pad(out.String(7), 10) + pad(out.String(32), 11) + pad(out.String(33), 11)
+}
+
+func pad(s string, n int) string {
+	for len(s) < n {
+		s = "0" + s
+	}
+	return s[len(s)-n:]
+}
+
+func panOf(m *codec.Message) string {
+	if v, ok := m.Value(2); ok {
+		return string(v)
+	}
+	if v, ok := m.Value(35); ok {
+		for i, c := range v {
+			if c == '=' || c == 'D' {
+				return string(v[:i])
+			}
+		}
+	}
+	return ""
+}
+
+func formatLinkID(id router.LinkID) string {
+	return id.Acquirer + "/" + id.Endpoint + "/" + strconv.Itoa(id.Conn)
+}
+
+func parseLinkID(s string) (router.LinkID, error) {
+	var id router.LinkID
+	a, rest, ok1 := cut(s)
+	e, c, ok2 := cut(rest)
+	n, err := strconv.Atoi(c)
+	if !ok1 || !ok2 || err != nil {
+		return id, fmt.Errorf("bad link id %q", s)
+	}
+	return router.LinkID{Acquirer: a, Endpoint: e, Conn: n}, nil
+}
+
+func cut(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}

@@ -1,0 +1,307 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the switch's one YAML configuration file. Paths in it are relative to the file's folder. See
+// docs/configuration.md for every key.
+type Config struct {
+	Node        NodeConfig                `yaml:"node"`
+	Keys        KeysConfig                `yaml:"keys"`
+	Channels    []ChannelConfig           `yaml:"channels"`
+	Terminals   string                    `yaml:"terminals"` // terminals file
+	Routes      string                    `yaml:"routes"`    // routes file (acquirers, endpoints, rules, BIN CSVs)
+	Acquirers   map[string]AcquirerConfig `yaml:"acquirers"`
+	Conversions []ConversionConfig        `yaml:"conversions"`
+	Limits      string                    `yaml:"limits"` // limits file; empty: no limits
+	Journal     JournalConfig             `yaml:"journal"`
+	Sinks       []SinkConfig              `yaml:"sinks"`
+	Reversals   ReversalsConfig           `yaml:"reversals"`
+	Admin       AdminConfig               `yaml:"admin"`
+	State       string                    `yaml:"state"` // folder of the embedded node state (sessions)
+
+	dir   string
+	file  string
+	lines map[string]int // key path -> line, for validation errors
+}
+
+// NodeConfig names the node.
+type NodeConfig struct {
+	ID      string `yaml:"id"`      // goes into transaction ids; unique per node
+	Number  int    `yaml:"number"`  // 0-99, goes into RRNs; unique per node
+	Posting bool   `yaml:"posting"` // this tier posts to the ledger (see docs/journal.md)
+}
+
+// KeysConfig is the key store. The LMK never comes from this file: it is read from the environment variable
+// SWITCH_LMK (hex) or the file named by SWITCH_LMK_FILE, or from lmk_file here as a path.
+type KeysConfig struct {
+	Store   string `yaml:"store"`    // key store file
+	LMKFile string `yaml:"lmk_file"` // path of the LMK file (0600); SWITCH_LMK / SWITCH_LMK_FILE take precedence
+}
+
+// ChannelConfig is one terminal-facing listener.
+type ChannelConfig struct {
+	Name        string   `yaml:"name"`
+	Listen      string   `yaml:"listen"`
+	Spec        string   `yaml:"spec"`
+	Allow       []string `yaml:"allow"`        // source networks (CIDR); empty allows all
+	MaxConns    int      `yaml:"max_conns"`    // default 10000
+	IdleTimeout Duration `yaml:"idle_timeout"` // default 10m; 0s never
+	MaxInFlight int      `yaml:"max_in_flight"`
+	TLSCert     string   `yaml:"tls_cert"` // both set: TLS channel
+	TLSKey      string   `yaml:"tls_key"`
+}
+
+// AcquirerConfig is what the switch needs of an acquirer beyond its routes-file entry (endpoints, balancing).
+type AcquirerConfig struct {
+	Spec          string            `yaml:"spec"`
+	ZPK           string            `yaml:"zpk"` // key names in the key store
+	ZAK           string            `yaml:"zak"`
+	ZMK           string            `yaml:"zmk"`
+	MAC           string            `yaml:"mac"`       // MAC algorithm, default x9.19
+	MACField      int               `yaml:"mac_field"` // 64 or 128; 0 no MAC
+	PINFormat     string            `yaml:"pin_format"`
+	Timeout       Duration          `yaml:"timeout"`      // default 10s
+	ReversalMTI   string            `yaml:"reversal_mti"` // 0400 or 0420 (default)
+	InstitutionID string            `yaml:"institution_id"`
+	ForwarderID   string            `yaml:"forwarder_id"`
+	SignOnCode    string            `yaml:"sign_on_code"`
+	EchoInterval  Duration          `yaml:"echo_interval"`
+	Maps          map[string]MapRef `yaml:"maps"` // terminal spec -> its conversion maps
+}
+
+// MapRef names the two conversion maps between a terminal spec and an acquirer.
+type MapRef struct {
+	Request  string `yaml:"request"`
+	Response string `yaml:"response"`
+}
+
+// ConversionConfig is a declarative conversion map (see docs/conversion.md).
+type ConversionConfig struct {
+	Name   string               `yaml:"name"`
+	From   string               `yaml:"from"`
+	To     string               `yaml:"to"`
+	MTI    map[string]string    `yaml:"mti"`
+	Fields map[int]FieldMapping `yaml:"fields"`
+	Codes  map[string]string    `yaml:"codes"`
+}
+
+// FieldMapping is one field of a conversion map. An empty mapping (`3: {}`) copies the same field.
+type FieldMapping struct {
+	From     string `yaml:"from"`
+	Const    string `yaml:"const"`
+	Generate string `yaml:"generate"`
+	PIN      bool   `yaml:"pin"`
+	Track    bool   `yaml:"track"`
+}
+
+// JournalConfig is the embedded journal.
+type JournalConfig struct {
+	Dir               string   `yaml:"dir"`
+	Fsync             *bool    `yaml:"fsync"` // default true
+	SegmentBytes      int64    `yaml:"segment_bytes"`
+	RetentionDays     int      `yaml:"retention_days"`
+	MaxUnshippedBytes int64    `yaml:"max_unshipped_bytes"`
+	HardLimitBytes    int64    `yaml:"hard_limit_bytes"`
+	RetryHorizon      Duration `yaml:"retry_horizon"`
+}
+
+// SinkConfig is one ledger sink fed by the shipper.
+type SinkConfig struct {
+	Type string `yaml:"type"` // file (JSON lines, demos only)
+	Path string `yaml:"path"`
+}
+
+// ReversalsConfig is the store-and-forward queue.
+type ReversalsConfig struct {
+	Dir     string   `yaml:"dir"`
+	MaxAge  Duration `yaml:"max_age"`
+	KeyName string   `yaml:"key"` // DEK in the key store that seals entries at rest
+}
+
+// AdminConfig is the admin HTTP server.
+type AdminConfig struct {
+	Listen   string `yaml:"listen"`    // default 127.0.0.1:8080
+	TokenEnv string `yaml:"token_env"` // environment variable holding the token of mutating endpoints
+}
+
+// Duration is a time.Duration written as "5s", "10m".
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 5s, 10m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ConfigError is a configuration problem with its file and line.
+type ConfigError struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
+
+// LoadConfig reads and checks a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig reads configuration YAML; name is the file name for errors and the base of relative paths.
+func ParseConfig(name string, data []byte) (*Config, error) {
+	c := &Config{dir: filepath.Dir(name), file: name, lines: map[string]int{}}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return nil, &ConfigError{File: name, Line: yamlLine(err), Msg: err.Error()}
+	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root)
+	if len(root.Content) > 0 {
+		recordLines(root.Content[0], "", c.lines)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// recordLines maps every key path (a.b[2].c) to its line.
+func recordLines(n *yaml.Node, path string, out map[string]int) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			out[p] = n.Content[i].Line
+			recordLines(n.Content[i+1], p, out)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			out[p] = item.Line
+			recordLines(item, p, out)
+		}
+	}
+}
+
+func yamlLine(err error) int {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		var line int
+		if _, e := fmt.Sscanf(te.Errors[0], "line %d:", &line); e == nil {
+			return line
+		}
+	}
+	var line int
+	if _, e := fmt.Sscanf(err.Error(), "yaml: line %d:", &line); e == nil {
+		return line
+	}
+	return 1
+}
+
+// Path resolves a path from the configuration relative to the file's folder.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+func (c *Config) errAt(path, format string, args ...any) error {
+	line := c.lines[path]
+	if line == 0 {
+		line = 1
+	}
+	return &ConfigError{File: c.file, Line: line, Msg: path + ": " + fmt.Sprintf(format, args...)}
+}
+
+// validate checks what YAML decoding cannot: required keys, references between sections, value ranges.
+func (c *Config) validate() error {
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+	if c.Node.ID == "" {
+		add(c.errAt("node", "node.id is required (it goes into transaction ids)"))
+	}
+	if len(c.Channels) == 0 {
+		add(c.errAt("channels", "at least one channel is required"))
+	}
+	names := map[string]bool{}
+	for i, ch := range c.Channels {
+		p := fmt.Sprintf("channels[%d]", i)
+		if ch.Name == "" || names[ch.Name] {
+			add(c.errAt(p, "each channel needs a unique name"))
+		}
+		names[ch.Name] = true
+		if ch.Listen == "" {
+			add(c.errAt(p, "listen address missing"))
+		}
+		if ch.Spec == "" {
+			add(c.errAt(p, "spec missing"))
+		}
+		if (ch.TLSCert == "") != (ch.TLSKey == "") {
+			add(c.errAt(p, "tls_cert and tls_key go together"))
+		}
+	}
+	if c.Routes == "" {
+		add(c.errAt("routes", "routes file missing"))
+	}
+	if c.Terminals == "" {
+		add(c.errAt("terminals", "terminals file missing"))
+	}
+	maps := map[string]bool{}
+	for i, m := range c.Conversions {
+		if m.Name == "" || maps[m.Name] {
+			add(c.errAt(fmt.Sprintf("conversions[%d]", i), "each conversion map needs a unique name"))
+		}
+		maps[m.Name] = true
+	}
+	for name, a := range c.Acquirers {
+		p := "acquirers." + name
+		if a.Spec == "" {
+			add(c.errAt(p, "spec missing"))
+		}
+		if a.ReversalMTI != "" && a.ReversalMTI != "0400" && a.ReversalMTI != "0420" {
+			add(c.errAt(p+".reversal_mti", "must be 0400 or 0420"))
+		}
+		if a.MACField != 0 && a.MACField != 64 && a.MACField != 128 {
+			add(c.errAt(p+".mac_field", "must be 64 or 128"))
+		}
+		for spec, ref := range a.Maps {
+			if !maps[ref.Request] || !maps[ref.Response] {
+				add(c.errAt(p+".maps."+spec, "names a conversion map that is not defined"))
+			}
+		}
+	}
+	if c.Journal.Dir == "" {
+		add(c.errAt("journal", "journal.dir is required"))
+	}
+	if c.Reversals.Dir == "" {
+		add(c.errAt("reversals", "reversals.dir is required"))
+	}
+	for i, s := range c.Sinks {
+		if s.Type != "file" {
+			add(c.errAt(fmt.Sprintf("sinks[%d]", i), "unknown sink type %q (this build has: file)", s.Type))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,181 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/railswitch/railswitch/hsm"
+	"github.com/railswitch/railswitch/simulators/bank"
+	"github.com/railswitch/railswitch/specs"
+	"go.uber.org/zap"
+)
+
+//go:embed demo/*
+var demoFS embed.FS
+
+// Test keys of the demo, all published test vectors (shared/reference): the terminals' TMK is vector B of
+// unionpay-pos.md; bank A's zone keys are the X9.24 example BDK value, bank B's the TMK value again.
+const (
+	demoTMK    = "70F2A84CCBC2AE8625CBB0F2C22AB923"
+	demoZoneA  = "0123456789ABCDEFFEDCBA9876543210"
+	demoZoneB  = "70F2A84CCBC2AE8625CBB0F2C22AB923"
+	demoTokens = "demo-admin-token"
+)
+
+// demoTerminals are the terminals of demo/terminals.yaml; each gets the test TMK.
+var demoTerminals = []string{"22003600", "22003601", "RW000001", "10000001", "10000002", "10000003", "10000004",
+	"10000005", "10000006"}
+
+// DemoAddrs are where the demo listens.
+type DemoAddrs struct {
+	POS, Rail, Admin string // terminal channels and the admin server; empty picks a free port
+}
+
+// Demo is a running demo: the switch and its two simulated banks.
+type Demo struct {
+	*Switch
+	Dir           string
+	BankA, BankB  *bank.Server
+	BankAddrs     [2]string
+	bankListeners []net.Listener
+}
+
+// StartDemo writes the embedded demo configuration into dir (a new temporary folder when empty), makes a fresh
+// LMK and key store holding the demo's test keys, starts two bank simulators on loopback and then the switch.
+func StartDemo(ctx context.Context, dir string, addrs DemoAddrs, log *zap.Logger) (*Demo, error) {
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "switch-demo-"); err != nil {
+			return nil, err
+		}
+	}
+	d := &Demo{Dir: dir}
+	hostSpec, err := specs.Get("iso87-ascii")
+	if err != nil {
+		return nil, err
+	}
+	for i, zone := range []string{demoZoneA, demoZoneB} {
+		key, _ := hex.DecodeString(zone)
+		srv, err := bank.New(bank.Config{Spec: hostSpec, Keys: bank.Keys{ZPK: key, ZAK: key, ZMK: key}, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		go func() { _ = srv.Serve(l) }()
+		d.BankAddrs[i] = l.Addr().String()
+		d.bankListeners = append(d.bankListeners, l)
+		if i == 0 {
+			d.BankA = srv
+		} else {
+			d.BankB = srv
+		}
+	}
+	repl := strings.NewReplacer("{{BANK_A}}", d.BankAddrs[0], "{{BANK_B}}", d.BankAddrs[1],
+		"{{POS}}", freeAddr(addrs.POS), "{{RAIL}}", freeAddr(addrs.Rail), "{{ADMIN}}", freeAddr(addrs.Admin))
+	entries, _ := demoFS.ReadDir("demo")
+	for _, e := range entries {
+		data, _ := demoFS.ReadFile("demo/" + e.Name())
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), []byte(repl.Replace(string(data))), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	lmk, err := demoKeys(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	if os.Getenv("SWITCH_ADMIN_TOKEN") == "" {
+		_ = os.Setenv("SWITCH_ADMIN_TOKEN", demoTokens)
+	}
+	cfg, err := LoadConfig(filepath.Join(dir, "config.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if d.Switch, err = New(cfg, Options{Log: log, LMK: lmk}); err != nil {
+		return nil, err
+	}
+	if err := d.Switch.Start(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// freeAddr returns addr, or a loopback address with a port the kernel picks when addr is empty.
+func freeAddr(addr string) string {
+	if addr != "" {
+		return addr
+	}
+	return "127.0.0.1:0"
+}
+
+// demoKeys makes a fresh LMK and a key store with the demo's terminal and zone keys.
+func demoKeys(ctx context.Context, dir string) (*hsm.LMK, error) {
+	lmk, _, err := hsm.GenerateLMK(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	store, err := hsm.CreateKeyStore(filepath.Join(dir, "keys.json"), lmk.CheckValue())
+	if err != nil {
+		return nil, err
+	}
+	sw := hsm.NewSoftware(lmk, rand.Reader)
+	add := func(name string, typ hsm.KeyType, clearHex string) error {
+		k, err := importClear(ctx, sw, name, typ, clearHex)
+		if err != nil {
+			return fmt.Errorf("demo key %s: %w", name, err)
+		}
+		_, err = store.Put(k)
+		return err
+	}
+	for _, tid := range demoTerminals {
+		if err := add("term/"+tid+"/tmk", hsm.KeyTMK, demoTMK); err != nil {
+			return nil, err
+		}
+	}
+	for name, zone := range map[string]string{"bank-a": demoZoneA, "bank-b": demoZoneB} {
+		if err := add("acq/"+name+"/zpk", hsm.KeyZPK, zone); err != nil {
+			return nil, err
+		}
+		if err := add("acq/"+name+"/zak", hsm.KeyZAK, zone); err != nil {
+			return nil, err
+		}
+	}
+	return lmk, nil
+}
+
+// importClear takes a clear test key in as a two-component ceremony: the key itself and a component of 01
+// bytes, whose XOR the module sets to odd parity again (the key has odd parity).
+func importClear(ctx context.Context, sw *hsm.Software, name string, typ hsm.KeyType, clearHex string) (hsm.Key, error) {
+	clear, err := hex.DecodeString(clearHex)
+	if err != nil {
+		return hsm.Key{}, err
+	}
+	ones := make([]byte, len(clear))
+	for i := range ones {
+		ones[i] = 0x01
+	}
+	kcv, err := hsm.KCV(clear, false, 3)
+	if err != nil {
+		return hsm.Key{}, err
+	}
+	return sw.ImportComponents(ctx, hsm.ComponentsRequest{Name: name,
+		Spec:       hsm.Spec{Type: typ, Algorithm: hsm.AlgTDES, Length: len(clear)},
+		Components: []hsm.Component{{Value: clear}, {Value: ones}}, KCV: strings.ToUpper(hex.EncodeToString(kcv))})
+}
+
+// Close stops the switch and the banks.
+func (d *Demo) Close(ctx context.Context) error {
+	err := d.Switch.Stop(ctx)
+	_ = d.BankA.Close()
+	_ = d.BankB.Close()
+	return err
+}

@@ -1,0 +1,470 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/railswitch/railswitch/admin"
+	"github.com/railswitch/railswitch/channel"
+	"github.com/railswitch/railswitch/convert"
+	"github.com/railswitch/railswitch/flow"
+	"github.com/railswitch/railswitch/hsm"
+	"github.com/railswitch/railswitch/journal"
+	"github.com/railswitch/railswitch/limits"
+	"github.com/railswitch/railswitch/link"
+	"github.com/railswitch/railswitch/router"
+	"github.com/railswitch/railswitch/specs"
+	"github.com/railswitch/railswitch/terminal"
+	"go.uber.org/zap"
+)
+
+// Switch is one running switch node.
+type Switch struct {
+	cfg       *Config
+	log       *zap.Logger
+	reg       *prometheus.Registry
+	module    *hsm.Software
+	keys      *hsm.KeyStore
+	registry  *terminal.Registry
+	manager   *terminal.Manager
+	router    *router.Router
+	balancer  atomic.Pointer[router.Balancer]
+	limiter   *limits.Limiter
+	pool      *link.Pool
+	acquirers map[string]*flow.Acquirer
+	journal   *journal.Journal
+	shippers  []*journal.Shipper
+	reversals flow.Reversals
+	channels  []*channel.Channel
+	flows     []*flow.Flow
+	counter   link.Counter
+	drained   sync.Map // link id string -> true: taken out of balancing by an operator
+	admin     *http.Server
+	adminAddr string
+	cancel    context.CancelFunc
+}
+
+// Options are what a Switch takes besides its configuration.
+type Options struct {
+	Log *zap.Logger
+	// LMK overrides the LMK from the environment or file (the demo makes a fresh one).
+	LMK *hsm.LMK
+	// Reversals is the store-and-forward queue; nil builds none (reversals are then logged as lost).
+	Reversals flow.Reversals
+}
+
+// New builds a switch from its configuration without opening any socket.
+func New(cfg *Config, opts Options) (*Switch, error) {
+	s := &Switch{cfg: cfg, log: opts.Log, reg: prometheus.NewRegistry(), acquirers: map[string]*flow.Acquirer{},
+		reversals: opts.Reversals}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	s.reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	lmk := opts.LMK
+	if lmk == nil {
+		var err error
+		if lmk, err = loadLMK(cfg); err != nil {
+			return nil, err
+		}
+	}
+	keys, err := hsm.OpenKeyStore(cfg.Path(cfg.Keys.Store))
+	if err != nil {
+		return nil, fmt.Errorf("key store: %w", err)
+	}
+	if err := keys.CheckLMK(lmk.CheckValue()); err != nil {
+		return nil, fmt.Errorf("key store: %w", err)
+	}
+	s.keys, s.module = keys, hsm.NewSoftware(lmk, nil)
+	if err := s.buildTerminals(); err != nil {
+		return nil, err
+	}
+	if err := s.buildRoutes(); err != nil {
+		return nil, err
+	}
+	if err := s.buildAcquirers(); err != nil {
+		return nil, err
+	}
+	if cfg.Limits != "" {
+		lc, err := limits.LoadFile(cfg.Path(cfg.Limits))
+		if err != nil {
+			return nil, err
+		}
+		if s.limiter, err = limits.New(lc, limits.Options{Registerer: s.reg, Logger: s.log, NodeID: cfg.Node.ID}); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.buildJournal(); err != nil {
+		return nil, err
+	}
+	return s, s.buildChannels()
+}
+
+func loadLMK(cfg *Config) (*hsm.LMK, error) {
+	if v := os.Getenv("SWITCH_LMK"); v != "" {
+		return hsm.ParseLMK(v)
+	}
+	p := os.Getenv("SWITCH_LMK_FILE")
+	if p == "" {
+		p = cfg.Path(cfg.Keys.LMKFile)
+	}
+	if p == "" {
+		return nil, errors.New("no LMK: set SWITCH_LMK or SWITCH_LMK_FILE, or keys.lmk_file")
+	}
+	return hsm.LoadLMKFile(p)
+}
+
+func (s *Switch) buildTerminals() error {
+	list, err := terminal.LoadFile(s.cfg.Path(s.cfg.Terminals))
+	if err != nil {
+		return err
+	}
+	if s.registry, err = terminal.NewRegistry(list); err != nil {
+		return fmt.Errorf("%s: %w", s.cfg.Terminals, err)
+	}
+	path := ""
+	if s.cfg.State != "" {
+		if err := os.MkdirAll(s.cfg.Path(s.cfg.State), 0o700); err != nil {
+			return err
+		}
+		path = s.cfg.Path(s.cfg.State) + "/sessions.json"
+	}
+	sessions, err := terminal.NewMemorySessions(path)
+	if err != nil {
+		return err
+	}
+	s.manager = &terminal.Manager{Registry: s.registry, Sessions: sessions, Batches: terminal.NewMemoryBatches(),
+		HSM: s.module, TMK: s.keys.Get, Log: s.log}
+	return nil
+}
+
+func (s *Switch) buildRoutes() error {
+	t, err := router.Load(s.cfg.Path(s.cfg.Routes))
+	if err != nil {
+		return err
+	}
+	s.router = router.NewRouter(t)
+	s.balancer.Store(router.NewBalancer(t.Acquirers(), nil, nil))
+	return nil
+}
+
+// ReloadRoutes reads the routes file again and swaps the table and balancer atomically; traffic in flight
+// keeps the table it started with.
+func (s *Switch) ReloadRoutes() (any, error) {
+	t, err := router.Load(s.cfg.Path(s.cfg.Routes))
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range t.Acquirers() {
+		if s.acquirers[a.Name] == nil {
+			return nil, fmt.Errorf("routes name acquirer %s, which the configuration does not set up (restart needed)", a.Name)
+		}
+	}
+	s.balancer.Store(router.NewBalancer(t.Acquirers(), nil, s.balancer.Load()))
+	s.router.Swap(t)
+	if s.limiter != nil && s.cfg.Limits != "" {
+		lc, err := limits.LoadFile(s.cfg.Path(s.cfg.Limits))
+		if err != nil {
+			return nil, err
+		}
+		if err := s.limiter.Reload(lc); err != nil {
+			return nil, err
+		}
+	}
+	s.log.Info("routes reloaded", zap.Uint64("version", t.Version()), zap.String("checksum", t.ShortChecksum()))
+	return map[string]any{"version": t.Version(), "checksum": t.ShortChecksum()}, nil
+}
+
+func (s *Switch) buildAcquirers() error {
+	convs := map[string]convert.Map{}
+	for _, c := range s.cfg.Conversions {
+		m := convert.Map{Name: c.Name, From: c.From, To: c.To, MTI: c.MTI, Codes: c.Codes, Fields: map[int]convert.Rule{}}
+		for n, f := range c.Fields {
+			m.Fields[n] = convert.Rule{From: f.From, Const: f.Const, Generate: f.Generate, PIN: f.PIN, Track: f.Track}
+		}
+		convs[c.Name] = m
+	}
+	compile := func(name string) (*convert.Converter, error) {
+		m := convs[name]
+		from, err := specs.Get(m.From)
+		if err != nil {
+			return nil, err
+		}
+		to, err := specs.Get(m.To)
+		if err != nil {
+			return nil, err
+		}
+		return convert.Compile(m, from, to)
+	}
+	table := s.router.Table()
+	counter, err := link.NewLocalCounter(link.CounterConfig{Node: s.cfg.Node.Number})
+	if err != nil {
+		return err
+	}
+	var pools []link.Acquirer
+	for _, ra := range table.Acquirers() {
+		ac, ok := s.cfg.Acquirers[ra.Name]
+		if !ok {
+			return fmt.Errorf("routes: acquirer %s has no entry under acquirers: in the configuration", ra.Name)
+		}
+		spec, err := specs.Get(ac.Spec)
+		if err != nil {
+			return fmt.Errorf("acquirers.%s: %w", ra.Name, err)
+		}
+		fa := &flow.Acquirer{Name: ra.Name, Spec: spec, Requests: map[string]*convert.Converter{},
+			Responses: map[string]*convert.Converter{}, MAC: hsm.MACAlgorithm(or(ac.MAC, string(hsm.MACX919))),
+			MACField: ac.MACField, MACBytes: 8, Timeout: time.Duration(ac.Timeout), ReversalMTI: or(ac.ReversalMTI, "0420"),
+			InstitutionID: ac.InstitutionID, ForwarderID: ac.ForwarderID}
+		if fa.Timeout == 0 {
+			fa.Timeout = 10 * time.Second
+		}
+		for termSpec, ref := range ac.Maps {
+			if fa.Requests[termSpec], err = compile(ref.Request); err != nil {
+				return err
+			}
+			if fa.Responses[termSpec], err = compile(ref.Response); err != nil {
+				return err
+			}
+		}
+		if ac.ZPK != "" {
+			k, err := s.keys.Get(ac.ZPK)
+			if err != nil {
+				return fmt.Errorf("acquirers.%s.zpk: %w", ra.Name, err)
+			}
+			fa.ZPK = &k
+		}
+		if ac.ZAK != "" {
+			k, err := s.keys.Get(ac.ZAK)
+			if err != nil {
+				return fmt.Errorf("acquirers.%s.zak: %w", ra.Name, err)
+			}
+			fa.ZAK = &k
+		}
+		s.acquirers[ra.Name] = fa
+		la := link.Acquirer{Name: ra.Name, Link: link.Config{Spec: spec, Counter: counter, SignOnCode: ac.SignOnCode,
+			EchoInterval: time.Duration(ac.EchoInterval), Log: s.log, NetworkFields: networkFields(ac),
+			OnEvent: func(id link.LinkID, ev link.Event) {
+				if _, drained := s.drained.Load(id.String()); drained && ev == link.Up {
+					return
+				}
+				_ = s.balancer.Load().Observe(router.LinkID(id), router.Event(ev))
+			}}}
+		for _, ep := range ra.Endpoints {
+			la.Endpoints = append(la.Endpoints, link.Endpoint{Name: ep.Name, Address: ep.Address, Conns: ep.Connections})
+		}
+		pools = append(pools, la)
+	}
+	s.pool, err = link.NewPool(pools)
+	s.counter = counter
+	return err
+}
+
+func networkFields(ac AcquirerConfig) map[int]string {
+	if ac.InstitutionID == "" {
+		return nil
+	}
+	return map[int]string{32: ac.InstitutionID}
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func (s *Switch) buildJournal() error {
+	fsync := true
+	if s.cfg.Journal.Fsync != nil {
+		fsync = *s.cfg.Journal.Fsync
+	}
+	j, err := journal.Open(journal.Options{Dir: s.cfg.Path(s.cfg.Journal.Dir), Fsync: fsync,
+		SegmentBytes: s.cfg.Journal.SegmentBytes, RetentionDays: s.cfg.Journal.RetentionDays,
+		MaxUnshippedBytes: s.cfg.Journal.MaxUnshippedBytes, HardLimitBytes: s.cfg.Journal.HardLimitBytes,
+		Logger: s.log, Registerer: s.reg,
+		OnAlarm: func(a journal.Alarm) {
+			s.log.Warn("journal unshipped-bytes alarm", zap.Bool("active", a.Active), zap.Int64("unshipped", a.UnshippedBytes))
+		}})
+	if err != nil {
+		return err
+	}
+	s.journal = j
+	for _, sc := range s.cfg.Sinks {
+		sink, err := journal.NewFileSink("file", s.cfg.Path(sc.Path), fsync)
+		if err != nil {
+			return err
+		}
+		sh, err := journal.NewShipper(j, sink, journal.ShipperOptions{})
+		if err != nil {
+			return err
+		}
+		s.shippers = append(s.shippers, sh)
+	}
+	return nil
+}
+
+func (s *Switch) buildChannels() error {
+	for _, cc := range s.cfg.Channels {
+		spec, err := specs.Get(cc.Spec)
+		if err != nil {
+			return fmt.Errorf("channel %s: %w", cc.Name, err)
+		}
+		var allow []netip.Prefix
+		for _, a := range cc.Allow {
+			p, err := netip.ParsePrefix(a)
+			if err != nil {
+				return fmt.Errorf("channel %s: allow %q: %w", cc.Name, a, err)
+			}
+			allow = append(allow, p)
+		}
+		var tlsCfg *tls.Config
+		if cc.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(s.cfg.Path(cc.TLSCert), s.cfg.Path(cc.TLSKey))
+			if err != nil {
+				return fmt.Errorf("channel %s: %w", cc.Name, err)
+			}
+			tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+		idle := time.Duration(cc.IdleTimeout)
+		if idle == 0 {
+			idle = 10 * time.Minute
+		}
+		fl := flow.New(flow.Config{Channel: cc.Name, Spec: spec, Framing: spec.Framing(), Manager: s.manager,
+			HSM: s.module, Router: s.router, Balancer: s.balancer.Load, Links: s.pool, Limits: s.limiter,
+			Acquirers: s.acquirers, Counter: s.counter, Journal: s.journal, Reversals: s.reversals,
+			Txns: flow.NewMemoryTxns(), NodeID: s.cfg.Node.ID, Posting: s.cfg.Node.Posting, Log: s.log})
+		ch := channel.New(channel.Config{Name: cc.Name, Addr: cc.Listen, Framing: spec.Framing(), Allow: allow,
+			MaxConns: cc.MaxConns, IdleTimeout: idle, MaxInFlight: cc.MaxInFlight, TLS: tlsCfg}, fl, s.log)
+		s.channels = append(s.channels, ch)
+		s.flows = append(s.flows, fl)
+	}
+	return nil
+}
+
+// Start opens the bank links, the channels, the shippers and the admin server.
+func (s *Switch) Start(ctx context.Context) error {
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.pool.Start()
+	for _, sh := range s.shippers {
+		go func() { _ = sh.Run(ctx) }()
+	}
+	for _, ch := range s.channels {
+		if err := ch.Start(); err != nil {
+			return err
+		}
+	}
+	addr := or(s.cfg.Admin.Listen, "127.0.0.1:8080")
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	s.adminAddr = l.Addr().String()
+	token := ""
+	if s.cfg.Admin.TokenEnv != "" {
+		token = os.Getenv(s.cfg.Admin.TokenEnv)
+	}
+	s.admin = &http.Server{Handler: admin.Handler(backend{s}, s.reg, token), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.admin.Serve(l) }()
+	return nil
+}
+
+// Channels returns the channels with their listening addresses.
+func (s *Switch) Channels() []*channel.Channel { return s.channels }
+
+// AdminAddr is where the admin server listens.
+func (s *Switch) AdminAddr() string { return s.adminAddr }
+
+// Flows returns the flows of the channels, in the order of the configuration.
+func (s *Switch) Flows() []*flow.Flow { return s.flows }
+
+// Stop shuts down gracefully: stop accepting and close the channels, let in-flight work finish within ctx,
+// sign off and close the bank links, flush the journal.
+func (s *Switch) Stop(ctx context.Context) error {
+	var errs []error
+	for _, ch := range s.channels {
+		errs = append(errs, ch.Stop(ctx))
+	}
+	if s.admin != nil {
+		errs = append(errs, s.admin.Shutdown(ctx))
+	}
+	errs = append(errs, s.pool.Close(ctx))
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.limiter != nil {
+		s.limiter.Close()
+	}
+	errs = append(errs, s.journal.Close())
+	return errors.Join(errs...)
+}
+
+// Ready reports whether every acquirer has a signed-on link.
+func (s *Switch) Ready() (bool, []string) {
+	var missing []string
+	for name := range s.acquirers {
+		up := false
+		for _, l := range s.pool.Links(name) {
+			up = up || l.State() == link.StateReady
+		}
+		if !up {
+			missing = append(missing, name+": no signed-on link")
+		}
+	}
+	return len(missing) == 0, missing
+}
+
+// SetLinkEnabled drains a link (no new requests are routed to it; those in flight finish) or enables it
+// again. id is acquirer/endpoint/conn.
+func (s *Switch) SetLinkEnabled(id string, on bool) error {
+	var found *link.Link
+	for _, st := range s.pool.Status() {
+		if st.ID.String() == id {
+			found = s.pool.Link(st.ID)
+		}
+	}
+	if found == nil {
+		return fmt.Errorf("no link %s", id)
+	}
+	rid := router.LinkID(found.ID())
+	if !on {
+		s.drained.Store(id, true)
+		return s.balancer.Load().Observe(rid, router.Down)
+	}
+	s.drained.Delete(id)
+	if found.State() == link.StateReady {
+		return s.balancer.Load().Observe(rid, router.Up)
+	}
+	return nil
+}
+
+// backend adapts the switch to the admin server.
+type backend struct{ s *Switch }
+
+func (b backend) Ready() (bool, []string)                 { return b.s.Ready() }
+func (b backend) Links() any                              { return b.s.pool.Status() }
+func (b backend) SetLinkEnabled(id string, on bool) error { return b.s.SetLinkEnabled(id, on) }
+func (b backend) ReloadRoutes() (any, error)              { return b.s.ReloadRoutes() }
+func (b backend) ExplainRoute(pan, mti, proc, ch string) (any, error) {
+	return b.s.router.Table().Explain(router.Key{PAN: pan, MTI: or(mti, "0200"), Proc: or(proc, "000000"), Channel: ch})
+}
+func (b backend) Terminal(id string) (any, bool) {
+	t, ok := b.s.registry.Lookup(id)
+	if !ok {
+		return nil, false
+	}
+	sess, _, _ := b.s.manager.Sessions.Get(context.Background(), id)
+	return map[string]any{"id": t.ID, "merchant": t.Merchant, "channel": t.Channel, "signed_on": sess.SignedOn,
+		"batch": sess.Batch, "signed_on_at": sess.SignedOnAt}, true
+}
+func (b backend) Reversals() any { return []any{} }

@@ -378,11 +378,12 @@ func (f *Flow) buildRequest(ctx context.Context, e *env, acq *Acquirer, req, out
 	if err := conv.Convert(ctx, e, req, out); err != nil {
 		return err
 	}
-	return f.signBank(ctx, acq, out)
+	return SignForAcquirer(ctx, f.cfg.HSM, acq, out)
 }
 
-// signBank sets the bank link's MAC field over the packed message before it.
-func (f *Flow) signBank(ctx context.Context, acq *Acquirer, out *codec.Message) error {
+// SignForAcquirer sets the acquirer link's MAC field (when the acquirer has a ZAK) over the packed message
+// before it.
+func SignForAcquirer(ctx context.Context, module hsm.Module, acq *Acquirer, out *codec.Message) error {
 	if acq.ZAK == nil {
 		return nil
 	}
@@ -399,7 +400,7 @@ func (f *Flow) signBank(ctx context.Context, acq *Acquirer, out *codec.Message) 
 	if def.Encoding == codec.EncHex {
 		wire *= 2
 	}
-	mac, err := f.cfg.HSM.GenerateMAC(ctx, *acq.ZAK, acq.MAC, packed[:len(packed)-wire])
+	mac, err := module.GenerateMAC(ctx, *acq.ZAK, acq.MAC, packed[:len(packed)-wire])
 	if err != nil {
 		return err
 	}
@@ -555,6 +556,31 @@ func (f *Flow) reverse(ctx context.Context, acq *Acquirer, id router.LinkID, out
 	}
 }
 
+// ReverseLateApproval queues the reversal of an approval that came back from the acquirer after its request
+// was given up: the response carries the request's identifying fields, and field 90 names the request.
+func ReverseLateApproval(ctx context.Context, q Reversals, acq *Acquirer, linkID string, resp *codec.Message) error {
+	if q == nil {
+		return errors.New("no reversal queue")
+	}
+	rev := codec.NewMessage(acq.Spec)
+	if err := BuildReversal(resp, rev, acq.ReversalMTI, DefaultTimeoutRC); err != nil {
+		return err
+	}
+	if _, ok := rev.Spec().Field(90); ok {
+		mti := []byte(resp.MTI())
+		mti[2]-- // the request's MTI: 0210 answers 0200
+		ode := string(mti) + originalData(resp)[4:]
+		if err := rev.SetString(90, ode); err != nil {
+			return err
+		}
+	}
+	packed, err := rev.Pack(nil)
+	if err != nil {
+		return err
+	}
+	return q.Enqueue(ctx, acq.Name, linkID, "", packed)
+}
+
 // BuildReversal makes the reversal of a request as sent to an acquirer: MTI 0400 or 0420, the reason in 39,
 // the original data elements in 90 when the spec has it, and no PIN block, tracks or security fields.
 func BuildReversal(orig, rev *codec.Message, mti, reason string) error {
@@ -567,7 +593,7 @@ func BuildReversal(orig, rev *codec.Message, mti, reason string) error {
 	}
 	for _, n := range orig.Fields() {
 		switch n {
-		case 26, 35, 36, 45, 52, 53, 55, 64, 128:
+		case 26, 35, 36, 38, 39, 45, 52, 53, 55, 64, 128:
 			continue
 		}
 		if err := rev.CopyField(n, orig); err != nil {

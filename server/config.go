@@ -120,11 +120,15 @@ type SinkConfig struct {
 	Path string `yaml:"path"`
 }
 
-// ReversalsConfig is the store-and-forward queue.
+// ReversalsConfig is the store-and-forward queue of reversals and advices (docs/reversals.md).
 type ReversalsConfig struct {
-	Dir     string   `yaml:"dir"`
-	MaxAge  Duration `yaml:"max_age"`
-	KeyName string   `yaml:"key"` // DEK in the key store that seals entries at rest
+	Dir         string   `yaml:"dir"`
+	KeyName     string   `yaml:"key"` // DEK in the key store from which the key sealing entries at rest is derived
+	MaxAge      Duration `yaml:"max_age"`
+	MaxAttempts int      `yaml:"max_attempts"`
+	MinBackoff  Duration `yaml:"min_backoff"`
+	MaxBackoff  Duration `yaml:"max_backoff"`
+	AckCodes    []string `yaml:"ack_codes"`
 }
 
 // AdminConfig is the admin HTTP server.
@@ -295,8 +299,8 @@ func (c *Config) validate() error {
 	if c.Journal.Dir == "" {
 		add(c.errAt("journal", "journal.dir is required"))
 	}
-	if c.Reversals.Dir == "" {
-		add(c.errAt("reversals", "reversals.dir is required"))
+	if c.Reversals.Dir == "" || c.Reversals.KeyName == "" {
+		add(c.errAt("reversals", "reversals.dir and reversals.key (a DEK in the key store) are required"))
 	}
 	for i, s := range c.Sinks {
 		if s.Type != "file" {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/railswitch/railswitch/hsm"
 	"github.com/railswitch/railswitch/simulators/bank"
@@ -33,9 +35,21 @@ const (
 var demoTerminals = []string{"22003600", "22003601", "RW000001", "10000001", "10000002", "10000003", "10000004",
 	"10000005", "10000006"}
 
-// DemoAddrs are where the demo listens.
+// DemoAddrs are where the demo listens, and its one tunable.
 type DemoAddrs struct {
-	POS, Rail, Admin string // terminal channels and the admin server; empty picks a free port
+	POS, Rail, Admin string        // terminal channels and the admin server; empty picks a free port
+	Timeout          time.Duration // how long the switch waits for a bank's answer (default 5s)
+}
+
+// demoAccounts gives each simulated bank accounts for the published test cards, with PIN 123456, so that
+// balances show what was debited, voided and reversed.
+func demoAccounts(prefixes ...string) *bank.Rules {
+	pin := sha256.Sum256([]byte("123456"))
+	r := &bank.Rules{Default: bank.Default{Code: "00"}}
+	for _, p := range prefixes {
+		r.Accounts = append(r.Accounts, bank.Account{Prefix: p, Balance: 100_000_00, PINHash: pin[:]})
+	}
+	return r
 }
 
 // Demo is a running demo: the switch and its two simulated banks.
@@ -61,9 +75,10 @@ func StartDemo(ctx context.Context, dir string, addrs DemoAddrs, log *zap.Logger
 	if err != nil {
 		return nil, err
 	}
+	rules := []*bank.Rules{demoAccounts("6212341234567890"), demoAccounts("4012345678909", "4111111111111111")}
 	for i, zone := range []string{demoZoneA, demoZoneB} {
 		key, _ := hex.DecodeString(zone)
-		srv, err := bank.New(bank.Config{Spec: hostSpec, Keys: bank.Keys{ZPK: key, ZAK: key, ZMK: key}, Log: log})
+		srv, err := bank.New(bank.Config{Spec: hostSpec, Rules: rules[i], Keys: bank.Keys{ZPK: key, ZAK: key, ZMK: key}, Log: log})
 		if err != nil {
 			return nil, err
 		}
@@ -80,7 +95,11 @@ func StartDemo(ctx context.Context, dir string, addrs DemoAddrs, log *zap.Logger
 			d.BankB = srv
 		}
 	}
-	repl := strings.NewReplacer("{{BANK_A}}", d.BankAddrs[0], "{{BANK_B}}", d.BankAddrs[1],
+	timeout := addrs.Timeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	repl := strings.NewReplacer("{{BANK_A}}", d.BankAddrs[0], "{{BANK_B}}", d.BankAddrs[1], "{{TIMEOUT}}", timeout.String(),
 		"{{POS}}", freeAddr(addrs.POS), "{{RAIL}}", freeAddr(addrs.Rail), "{{ADMIN}}", freeAddr(addrs.Admin))
 	entries, _ := demoFS.ReadDir("demo")
 	for _, e := range entries {
@@ -89,8 +108,7 @@ func StartDemo(ctx context.Context, dir string, addrs DemoAddrs, log *zap.Logger
 			return nil, err
 		}
 	}
-	lmk, err := demoKeys(ctx, dir)
-	if err != nil {
+	if _, err := demoKeys(ctx, dir); err != nil {
 		return nil, err
 	}
 	if os.Getenv("SWITCH_ADMIN_TOKEN") == "" {
@@ -100,7 +118,7 @@ func StartDemo(ctx context.Context, dir string, addrs DemoAddrs, log *zap.Logger
 	if err != nil {
 		return nil, err
 	}
-	if d.Switch, err = New(cfg, Options{Log: log, LMK: lmk}); err != nil {
+	if d.Switch, err = New(cfg, Options{Log: log}); err != nil {
 		return nil, err
 	}
 	if err := d.Switch.Start(ctx); err != nil {
@@ -117,10 +135,14 @@ func freeAddr(addr string) string {
 	return "127.0.0.1:0"
 }
 
-// demoKeys makes a fresh LMK and a key store with the demo's terminal and zone keys.
+// demoKeys makes a fresh LMK (in lmk.key, 0600, which the demo configuration names) and a key store with the
+// demo's terminal and zone keys.
 func demoKeys(ctx context.Context, dir string) (*hsm.LMK, error) {
-	lmk, _, err := hsm.GenerateLMK(rand.Reader)
+	lmk, lmkHex, err := hsm.GenerateLMK(rand.Reader)
 	if err != nil {
+		return nil, err
+	}
+	if err := hsm.WriteLMKFile(filepath.Join(dir, "lmk.key"), lmkHex); err != nil {
 		return nil, err
 	}
 	store, err := hsm.CreateKeyStore(filepath.Join(dir, "keys.json"), lmk.CheckValue())
@@ -148,6 +170,13 @@ func demoKeys(ctx context.Context, dir string) (*hsm.LMK, error) {
 		if err := add("acq/"+name+"/zak", hsm.KeyZAK, zone); err != nil {
 			return nil, err
 		}
+	}
+	dek, err := sw.GenerateKey(ctx, hsm.GenerateKeyRequest{Name: "saf/dek", Spec: hsm.Spec{Type: hsm.KeyDEK, Algorithm: hsm.AlgAES, Length: 32}})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.Put(dek.Key); err != nil {
+		return nil, err
 	}
 	return lmk, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/railswitch/railswitch/admin"
 	"github.com/railswitch/railswitch/channel"
+	"github.com/railswitch/railswitch/codec"
 	"github.com/railswitch/railswitch/convert"
 	"github.com/railswitch/railswitch/flow"
 	"github.com/railswitch/railswitch/hsm"
@@ -24,6 +25,7 @@ import (
 	"github.com/railswitch/railswitch/limits"
 	"github.com/railswitch/railswitch/link"
 	"github.com/railswitch/railswitch/router"
+	"github.com/railswitch/railswitch/saf"
 	"github.com/railswitch/railswitch/specs"
 	"github.com/railswitch/railswitch/terminal"
 	"go.uber.org/zap"
@@ -46,6 +48,7 @@ type Switch struct {
 	journal   *journal.Journal
 	shippers  []*journal.Shipper
 	reversals flow.Reversals
+	queue     *saf.Queue
 	channels  []*channel.Channel
 	flows     []*flow.Flow
 	counter   link.Counter
@@ -108,7 +111,97 @@ func New(cfg *Config, opts Options) (*Switch, error) {
 	if err := s.buildJournal(); err != nil {
 		return nil, err
 	}
+	if s.reversals == nil {
+		if err := s.buildReversals(); err != nil {
+			return nil, err
+		}
+	}
 	return s, s.buildChannels()
+}
+
+// buildReversals opens the store-and-forward queue; it drains through the bank links.
+func (s *Switch) buildReversals() error {
+	ctx := context.Background()
+	dek, err := s.keys.Get(s.cfg.Reversals.KeyName)
+	if err != nil {
+		return fmt.Errorf("reversals.key: %w", err)
+	}
+	key, err := saf.KeyFromModule(ctx, s.module, dek)
+	if err != nil {
+		return err
+	}
+	sealer, err := saf.NewAESGCM(key)
+	clear(key)
+	if err != nil {
+		return err
+	}
+	store, err := saf.OpenFileStore(s.cfg.Path(s.cfg.Reversals.Dir), saf.FileStoreOptions{})
+	if err != nil {
+		return err
+	}
+	rc := s.cfg.Reversals
+	policy := saf.Policy{AckCodes: rc.AckCodes, MaxAttempts: rc.MaxAttempts, MinBackoff: time.Duration(rc.MinBackoff),
+		MaxBackoff: time.Duration(rc.MaxBackoff), MaxAge: time.Duration(rc.MaxAge)}
+	q, err := saf.Open(ctx, saf.Config{Store: store, Sealer: sealer, Sender: saf.SenderFunc(s.sendStored),
+		Node: s.cfg.Node.ID, Registerer: s.reg, Log: s.log,
+		Spec:   func(acq string) *codec.Spec { return s.acquirers[acq].Spec },
+		Policy: func(string) saf.Policy { return policy },
+		OnAlarm: func(a saf.Alarm) {
+			s.log.Warn("reversal older than its maximum age", zap.String("acquirer", a.Acquirer), zap.String("entry", a.ID))
+		}})
+	if err != nil {
+		return err
+	}
+	s.queue, s.reversals = q, q
+	return nil
+}
+
+// sendStored sends one queued reversal or advice to its acquirer, on its pinned link when that link is up,
+// else on any signed-on link of the acquirer, and returns the bank's response code.
+func (s *Switch) sendStored(ctx context.Context, acquirer, linkID string, msg []byte) (string, error) {
+	acq := s.acquirers[acquirer]
+	if acq == nil {
+		return "", fmt.Errorf("no acquirer %s", acquirer)
+	}
+	m := codec.NewMessage(acq.Spec)
+	if err := m.Unpack(msg); err != nil {
+		return "", err
+	}
+	if err := flow.SignForAcquirer(ctx, s.module, acq, m); err != nil {
+		return "", err
+	}
+	var ln *link.Link
+	for _, l := range s.pool.Links(acquirer) {
+		if l.State() != link.StateReady {
+			continue
+		}
+		if ln == nil || l.ID().String() == linkID {
+			ln = l
+		}
+	}
+	if ln == nil {
+		return "", fmt.Errorf("acquirer %s has no signed-on link", acquirer)
+	}
+	resp, err := ln.Send(ctx, m, time.Now().Add(acq.Timeout))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Release()
+	return resp.String(39), nil
+}
+
+// lateResponse reverses an approval that arrived after its request was given up (the terminal got the
+// timeout code and a reversal is already queued for the timeout; this covers an approval the link could not
+// match at all, such as one after a restart).
+func (s *Switch) lateResponse(id link.LinkID, resp *link.Response) {
+	defer resp.Release()
+	acq := s.acquirers[id.Acquirer]
+	if acq == nil || resp.String(39) != flow.RCApproved || resp.MTI()[2] != '1' {
+		return
+	}
+	if err := flow.ReverseLateApproval(context.Background(), s.reversals, acq, id.String(), resp.Message); err != nil {
+		s.log.Error("cannot queue the reversal of a late approval", zap.String("link", id.String()), zap.Error(err))
+	}
 }
 
 func loadLMK(cfg *Config) (*hsm.LMK, error) {
@@ -254,6 +347,7 @@ func (s *Switch) buildAcquirers() error {
 		s.acquirers[ra.Name] = fa
 		la := link.Acquirer{Name: ra.Name, Link: link.Config{Spec: spec, Counter: counter, SignOnCode: ac.SignOnCode,
 			EchoInterval: time.Duration(ac.EchoInterval), Log: s.log, NetworkFields: networkFields(ac),
+			OnUnmatched: s.lateResponse,
 			OnEvent: func(id link.LinkID, ev link.Event) {
 				if _, drained := s.drained.Load(id.String()); drained && ev == link.Up {
 					return
@@ -399,6 +493,9 @@ func (s *Switch) Stop(ctx context.Context) error {
 		errs = append(errs, s.admin.Shutdown(ctx))
 	}
 	errs = append(errs, s.pool.Close(ctx))
+	if s.queue != nil {
+		errs = append(errs, s.queue.Close())
+	}
 	if s.cancel != nil {
 		s.cancel()
 	}
@@ -467,4 +564,9 @@ func (b backend) Terminal(id string) (any, bool) {
 	return map[string]any{"id": t.ID, "merchant": t.Merchant, "channel": t.Channel, "signed_on": sess.SignedOn,
 		"batch": sess.Batch, "signed_on_at": sess.SignedOnAt}, true
 }
-func (b backend) Reversals() any { return []any{} }
+func (b backend) Reversals() any {
+	if b.s.queue == nil {
+		return map[string]any{}
+	}
+	return map[string]any{"pending": b.s.queue.Pending(), "dead_letters": b.s.queue.DeadLetters(), "stats": b.s.queue.Stats()}
+}

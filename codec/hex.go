@@ -2,6 +2,20 @@ package codec
 
 const hexDigits = "0123456789ABCDEF"
 
+// hexValue maps an ASCII hex digit to its value and anything else to 0xFF, so decoding is a table lookup.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xFF
+	}
+	for i := 0; i < 10; i++ {
+		t['0'+i] = byte(i)
+	}
+	for i := 0; i < 6; i++ {
+		t['A'+i], t['a'+i] = byte(10+i), byte(10+i)
+	}
+	return t
+}()
+
 // appendHex writes b as uppercase hex.
 func appendHex(dst, b []byte) []byte {
 	for _, c := range b {
@@ -13,7 +27,7 @@ func appendHex(dst, b []byte) []byte {
 // appendUnhex decodes the hex characters in h (even length, checked by the caller with validHex).
 func appendUnhex(dst, h []byte) []byte {
 	for i := 0; i+1 < len(h); i += 2 {
-		dst = append(dst, charNibble(h[i])<<4|charNibble(h[i+1]))
+		dst = append(dst, hexValue[h[i]]<<4|hexValue[h[i+1]]&0x0F)
 	}
 	return dst
 }
@@ -23,14 +37,11 @@ func validHex(h []byte) bool {
 	if len(h)%2 != 0 {
 		return false
 	}
+	var bad byte
 	for _, c := range h {
-		if !isHex(c) {
-			return false
-		}
+		bad |= hexValue[c] & 0xF0
 	}
-	return true
+	return bad == 0
 }
 
-func isHex(c byte) bool {
-	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f')
-}
+func isHex(c byte) bool { return hexValue[c] != 0xFF }

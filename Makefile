@@ -4,13 +4,16 @@ BIN       ?= bin/switch
 FUZZTIME  ?= 5m
 PKGS      := ./...
 
-.PHONY: help build test bench fuzz lint conformance clean
+.PHONY: help build run test bench fuzz lint conformance ceiling scenarios race clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 build: ## build bin/switch
 	$(GO) build -o $(BIN) ./cmd/switch
+
+run: ## start the switch on its embedded demo configuration with two simulated banks (test keys only)
+	$(GO) run ./cmd/switch run --demo
 
 test: lint ## vet, gofmt check and the whole test suite (fuzz seed corpora included)
 	$(GO) test -count=1 $(PKGS)
@@ -28,6 +31,18 @@ lint: ## go vet and the gofmt check
 
 conformance: ## the command-line contract checks in ../shared/conformance
 	../shared/conformance/run
+
+ceiling: build ## the no-switch ceiling: bank simulator and closed-loop load test as separate processes (TERMINALS=64 DURATION=10s)
+	@$(BIN) sim bank --listen 127.0.0.1:9100 --control 127.0.0.1:9101 --spec iso87-ascii >/dev/null 2>&1 & pid=$$!; sleep 1; \
+	 $(BIN) loadtest --target 127.0.0.1:9100 --spec iso87-ascii --terminals $(or $(TERMINALS),64) --max \
+	   --duration $(or $(DURATION),10s) --metrics http://127.0.0.1:9101/metrics --json ceiling.json; \
+	 rc=$$?; kill $$pid; exit $$rc
+
+scenarios: ## run the shipped terminal scenarios against TARGET (default: the demo's pos channel 127.0.0.1:5000)
+	$(GO) run ./cmd/switch sim run simulators/scenarios/0[1-5]-*.yaml --target $(or $(TARGET),127.0.0.1:5000) --junit scenarios.xml
+
+race: ## the concurrency-heavy packages under the race detector
+	$(GO) test -race -count=1 ./channel ./router ./link ./journal ./saf ./limits
 
 clean: ## remove build output
 	rm -rf bin

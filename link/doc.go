@@ -6,5 +6,5 @@
 // links of every acquirer's endpoints for the router to pick from.
 //
 // The package imports the codec and nothing of the router: events go out through a callback, and LinkID has
-// the same shape as router.LinkID, so the switch converts one to the other. docs/bank-links.md is the guide.
+// the same shape as router.LinkID, so the switch converts one to the other. docs/links.md is the guide.
 package link

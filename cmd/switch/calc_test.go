@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -10,13 +9,7 @@ import (
 // runCalc runs "calc args..." on a fresh command tree and returns its output.
 func runCalc(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	c := newCalcCmd()
-	var out bytes.Buffer
-	c.SetOut(&out)
-	c.SetErr(&out)
-	c.SetArgs(args)
-	err := c.Execute()
-	return out.String(), err
+	return runCmd(newCalcCmd(), "", args...)
 }
 
 // calcJSON runs a calc subcommand with --json and decodes its one JSON object.

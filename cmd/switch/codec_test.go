@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/spf13/cobra"
 )
 
 // Real UnionPay POS sign-on reply (github.com/yangyongzhen/go8583, log1.txt).
@@ -14,26 +11,15 @@ const signOnReply = "007960000006016031003118120810003800010AC000140000001052030
 	"303031303435313235343131313030303100110000660300300040E01B3E860949EE4C0BDDD573168ED6BA097575553945990F875BA4EB" +
 	"0000000000000000EDE09D04"
 
-// runCodecCmd runs a fresh instance of one codec command with args and stdin, returning stdout and the error.
-func runCodecCmd(cmd *cobra.Command, stdin string, args ...string) (string, error) {
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetIn(strings.NewReader(stdin))
-	cmd.SetArgs(args)
-	err := cmd.Execute()
-	return out.String(), err
-}
-
 func TestDecodeEncodeRoundTrip(t *testing.T) {
-	js, err := runCodecCmd(newDecodeCmd(), "", "--spec", "cup-pos", "--framed", "--json", "--show-sensitive", signOnReply)
+	js, err := runCmd(newDecodeCmd(), "", "--spec", "cup-pos", "--framed", "--json", "--show-sensitive", signOnReply)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(js, `"tpdu":"6000000601"`) || !strings.Contains(js, `"60":"00006603003"`) {
 		t.Fatalf("decode json: %s", js)
 	}
-	hex, err := runCodecCmd(newEncodeCmd(), js, "--spec", "cup-pos", "--framed")
+	hex, err := runCmd(newEncodeCmd(), js, "--spec", "cup-pos", "--framed")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +29,7 @@ func TestDecodeEncodeRoundTrip(t *testing.T) {
 }
 
 func TestDecodeReadableDumpAndStdin(t *testing.T) {
-	out, err := runCodecCmd(newDecodeCmd(), signOnReply[26:]+"\n", "--spec", "cup-pos", "-")
+	out, err := runCmd(newDecodeCmd(), signOnReply[26:]+"\n", "--spec", "cup-pos", "-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +48,7 @@ func TestDecodeMalformedExitsOneWithTypedError(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := runCodecCmd(newDecodeCmd(), "", "--spec", "cup-pos", "--framed", c.in)
+			_, err := runCmd(newDecodeCmd(), "", "--spec", "cup-pos", "--framed", c.in)
 			var ee *exitError
 			if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want exit 1 mentioning %q", err, c.want)
@@ -72,15 +58,15 @@ func TestDecodeMalformedExitsOneWithTypedError(t *testing.T) {
 }
 
 func TestSpecsCommands(t *testing.T) {
-	out, err := runCodecCmd(newSpecsCmd(), "", "list")
+	out, err := runCmd(newSpecsCmd(), "", "list")
 	if err != nil || !strings.Contains(out, "cup-pos") || !strings.Contains(out, "iso87-ebcdic") {
 		t.Fatalf("specs list: %v\n%s", err, out)
 	}
-	out, err = runCodecCmd(newSpecsCmd(), "", "show", "rail-pos")
+	out, err = runCmd(newSpecsCmd(), "", "show", "rail-pos")
 	if err != nil || !strings.Contains(out, "extends: cup-pos") {
 		t.Fatalf("specs show: %v\n%s", err, out)
 	}
-	_, err = runCodecCmd(newSpecsCmd(), "", "check", "testdata/bad-spec.yaml")
+	_, err = runCmd(newSpecsCmd(), "", "check", "testdata/bad-spec.yaml")
 	if err == nil || !strings.Contains(err.Error(), "testdata/bad-spec.yaml:6:") {
 		t.Fatalf("specs check of a bad spec: %v", err)
 	}

@@ -73,7 +73,7 @@ func TestHSMServeAnswersHSMInfoOverTCP(t *testing.T) {
 	if addr == "" {
 		t.Fatalf("hsm serve did not report its address:\n%s", out.String())
 	}
-	info, err := runHSMTree(t, newHSMCmd(), "", "info", "--addr", addr, "--header-len", "6")
+	info, err := runCmd(newHSMCmd(), "", "info", "--addr", addr, "--header-len", "6")
 	if err != nil || !strings.Contains(info, lmk.CheckValue()) || !strings.Contains(info, hsm.SoftwareFirmware) {
 		t.Fatalf("hsm info: %v\n%s", err, info)
 	}
@@ -96,7 +96,7 @@ func TestHSMServeRefusesAKeyStoreOfAnotherLMK(t *testing.T) {
 	if _, err := hsm.CreateKeyStore(store, other.CheckValue()); err != nil {
 		t.Fatal(err)
 	}
-	_, err := runHSMTree(t, newHSMCmd(), "", "serve", "--listen", "127.0.0.1:0", "--lmk-file", lmkFile, "--keystore", store)
+	_, err := runCmd(newHSMCmd(), "", "serve", "--listen", "127.0.0.1:0", "--lmk-file", lmkFile, "--keystore", store)
 	if !errors.Is(err, hsm.ErrWrongLMK) {
 		t.Fatalf("error %v; want ErrWrongLMK", err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -9,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/spf13/cobra"
 
 	"github.com/railswitch/railswitch/hsm"
 )
@@ -20,18 +17,6 @@ const (
 	keysCompA = "0123456789ABCDEFFEDCBA9876543210"
 	keysCompB = "70F2A84CCBC2AE8625CBB0F2C22AB923"
 )
-
-// runHSMTree runs args on a fresh command tree with stdin and returns the combined output.
-func runHSMTree(t *testing.T, c *cobra.Command, stdin string, args ...string) (string, error) {
-	t.Helper()
-	var out bytes.Buffer
-	c.SetOut(&out)
-	c.SetErr(&out)
-	c.SetIn(strings.NewReader(stdin))
-	c.SetArgs(args)
-	err := c.Execute()
-	return out.String(), err
-}
 
 // ceremonyZMK is the key formed from the two components: their XOR with odd parity set.
 func ceremonyZMK() []byte {
@@ -55,7 +40,7 @@ func kcvHex(t *testing.T, key []byte) string {
 
 func listKeys(t *testing.T, store string) []keyListing {
 	t.Helper()
-	out, err := runHSMTree(t, newKeysCmd(), "", "list", "--keystore", store, "--json")
+	out, err := runCmd(newKeysCmd(), "", "list", "--keystore", store, "--json")
 	if err != nil {
 		t.Fatalf("keys list: %v\n%s", err, out)
 	}
@@ -72,21 +57,21 @@ func TestKeysCeremonyInitImportListRotate(t *testing.T) {
 	t.Setenv(hsm.EnvLMK, "")
 	t.Setenv(hsm.EnvLMKFile, "")
 
-	out, err := runHSMTree(t, newKeysCmd(), "", "init", "--keystore", store)
+	out, err := runCmd(newKeysCmd(), "", "init", "--keystore", store)
 	if err != nil {
 		t.Fatalf("keys init: %v\n%s", err, out)
 	}
 	if fi, err := os.Stat(lmk); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("LMK file: %v, %v", fi, err)
 	}
-	if _, err := runHSMTree(t, newKeysCmd(), "", "init", "--keystore", store); err == nil {
+	if _, err := runCmd(newKeysCmd(), "", "init", "--keystore", store); err == nil {
 		t.Fatal("keys init overwrote an existing store")
 	}
 
 	zmk := ceremonyZMK()
 	zmkKCV := kcvHex(t, zmk)
 	// Two components, the second from standard input, with component check values.
-	out, err = runHSMTree(t, newKeysCmd(), keysCompB+"\n", "import", "--keystore", store, "--lmk-file", lmk,
+	out, err = runCmd(newKeysCmd(), keysCompB+"\n", "import", "--keystore", store, "--lmk-file", lmk,
 		"--name", "acq/ccb/zmk", "--type", "zmk", "--component", keysCompA, "--component", "-",
 		"--component-kcv", kcvHex(t, keysUnhex(keysCompA)), "--component-kcv", kcvHex(t, keysUnhex(keysCompB)), "--kcv", zmkKCV)
 	if err != nil || !strings.Contains(out, zmkKCV) {
@@ -99,7 +84,7 @@ func TestKeysCeremonyInitImportListRotate(t *testing.T) {
 	enc := make([]byte, 16)
 	hsm.EncryptECB(zmkCipher, enc, zpk)
 	for range 2 {
-		out, err = runHSMTree(t, newKeysCmd(), "", "import", "--keystore", store, "--name", "acq/ccb/zpk", "--type", "ZPK",
+		out, err = runCmd(newKeysCmd(), "", "import", "--keystore", store, "--name", "acq/ccb/zpk", "--type", "ZPK",
 			"--under", "acq/ccb/zmk", "--key", hex.EncodeToString(enc), "--kcv", kcvHex(t, zpk))
 		if err != nil {
 			t.Fatalf("keys import --under: %v\n%s", err, out)
@@ -120,7 +105,7 @@ func TestKeysCeremonyInitImportListRotate(t *testing.T) {
 			t.Fatalf("keys list row %d: %+v; want %+v", i, before[i], want[i])
 		}
 	}
-	text, _ := runHSMTree(t, newKeysCmd(), "", "list", "--keystore", store)
+	text, _ := runCmd(newKeysCmd(), "", "list", "--keystore", store)
 	file, _ := os.ReadFile(store)
 	for _, secret := range []string{keysCompA, keysCompB, strings.ToUpper(hex.EncodeToString(zmk))} {
 		if strings.Contains(strings.ToUpper(text+out+string(file)), secret) {
@@ -129,7 +114,7 @@ func TestKeysCeremonyInitImportListRotate(t *testing.T) {
 	}
 
 	newLMK := filepath.Join(dir, "lmk2.key")
-	out, err = runHSMTree(t, newKeysCmd(), "", "rotate-lmk", "--keystore", store, "--lmk-file", lmk, "--new-lmk-file", newLMK)
+	out, err = runCmd(newKeysCmd(), "", "rotate-lmk", "--keystore", store, "--lmk-file", lmk, "--new-lmk-file", newLMK)
 	if err != nil {
 		t.Fatalf("keys rotate-lmk: %v\n%s", err, out)
 	}
@@ -140,12 +125,12 @@ func TestKeysCeremonyInitImportListRotate(t *testing.T) {
 		}
 	}
 	// The old LMK no longer opens the store; the new one does.
-	_, err = runHSMTree(t, newKeysCmd(), "", "import", "--keystore", store, "--lmk-file", lmk, "--name", "x", "--type", "ZPK",
+	_, err = runCmd(newKeysCmd(), "", "import", "--keystore", store, "--lmk-file", lmk, "--name", "x", "--type", "ZPK",
 		"--under", "acq/ccb/zmk", "--key", hex.EncodeToString(enc), "--kcv", kcvHex(t, zpk))
 	if !errors.Is(err, hsm.ErrWrongLMK) {
 		t.Fatalf("import with the old LMK after rotation: %v; want ErrWrongLMK", err)
 	}
-	if out, err := runHSMTree(t, newKeysCmd(), "", "import", "--keystore", store, "--lmk-file", newLMK, "--name", "x", "--type", "ZPK",
+	if out, err := runCmd(newKeysCmd(), "", "import", "--keystore", store, "--lmk-file", newLMK, "--name", "x", "--type", "ZPK",
 		"--under", "acq/ccb/zmk", "--key", hex.EncodeToString(enc), "--kcv", kcvHex(t, zpk)); err != nil {
 		t.Fatalf("import with the new LMK: %v\n%s", err, out)
 	}
@@ -154,7 +139,7 @@ func TestKeysCeremonyInitImportListRotate(t *testing.T) {
 func TestKeysImportRefusesBadCeremonies(t *testing.T) {
 	dir := t.TempDir()
 	store, lmk := filepath.Join(dir, "keys.json"), filepath.Join(dir, "lmk.key")
-	if out, err := runHSMTree(t, newKeysCmd(), "", "init", "--keystore", store); err != nil {
+	if out, err := runCmd(newKeysCmd(), "", "init", "--keystore", store); err != nil {
 		t.Fatalf("keys init: %v\n%s", err, out)
 	}
 	even := []byte(keysUnhex(keysCompA))
@@ -173,7 +158,7 @@ func TestKeysImportRefusesBadCeremonies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"import", "--keystore", store, "--lmk-file", lmk, "--name", "acq/ccb/zmk", "--type", "ZMK"}, tc.args...)
-			out, err := runHSMTree(t, newKeysCmd(), "", args...)
+			out, err := runCmd(newKeysCmd(), "", args...)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("error %v; want %v\n%s", err, tc.want, out)
 			}

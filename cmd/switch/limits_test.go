@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 )
@@ -9,16 +8,7 @@ import (
 const limitsTestdata = "../../limits/testdata/"
 
 // runLimits runs `switch limits ARGS...` on a fresh command tree and gives its output and error.
-func runLimits(args ...string) (string, error) {
-	c := newLimitsCmd()
-	var out bytes.Buffer
-	c.SetOut(&out)
-	c.SetErr(&out)
-	c.SetArgs(args)
-	c.SilenceUsage, c.SilenceErrors = true, true
-	err := c.Execute()
-	return out.String(), err
-}
+func runLimits(args ...string) (string, error) { return runCmd(newLimitsCmd(), "", args...) }
 
 func TestLimitsCheckListsTheLimitsOfAGoodFile(t *testing.T) {
 	out, err := runLimits("check", limitsTestdata+"limits.yaml")

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -15,26 +13,7 @@ const routesTestdata = "../../router/testdata/"
 func runRoutes(args ...string) (string, error) { return runRoutesStdin("", args...) }
 
 func runRoutesStdin(stdin string, args ...string) (string, error) {
-	c := newRoutesCmd()
-	c.SetIn(strings.NewReader(stdin))
-	var out bytes.Buffer
-	c.SetOut(&out)
-	c.SetErr(&out)
-	c.SetArgs(args)
-	c.SilenceUsage, c.SilenceErrors = true, true
-	err := c.Execute()
-	return out.String(), err
-}
-
-func exitCode(err error) int {
-	var ee *exitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		return ee.code
-	}
-	return 1
+	return runCmd(newRoutesCmd(), stdin, args...)
 }
 
 func TestRoutesCheckListsEveryProblemAsFileLineAndExits1(t *testing.T) {

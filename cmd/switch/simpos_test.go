@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/railswitch/railswitch/simulators/pos/postest"
-	"github.com/spf13/cobra"
 )
 
 // Test keys of shared/reference: unionpay-pos.md test vector B (TMK) and the X9.19 vector key.
@@ -19,29 +17,6 @@ const (
 	simTMK = "70F2A84CCBC2AE8625CBB0F2C22AB923"
 	simMAK = "5775204D69616F6A756E404726444311"
 )
-
-func runSim(t *testing.T, cmd *cobra.Command, stdin string, args ...string) (string, error) {
-	t.Helper()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetIn(strings.NewReader(stdin))
-	cmd.SetArgs(args)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true // as under rootCmd
-	err := cmd.Execute()
-	return out.String(), err
-}
-
-func simExitCode(err error) int {
-	var ee *exitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		return ee.code
-	}
-	return 1
-}
 
 func posHost(t *testing.T) string {
 	tmk, _ := hex.DecodeString(simTMK)
@@ -65,9 +40,9 @@ func TestSimPOSRunsChainThroughTheStateFile(t *testing.T) {
 		{[]string{"settle"}, 0, "batch 000001 closed"},
 	}
 	for _, s := range steps {
-		out, err := runSim(t, newSimPOSCmd(), "", append(base, s.args...)...)
-		if simExitCode(err) != s.code || !strings.Contains(out+errString(err), s.want) {
-			t.Fatalf("%v: exit %d (%v), output:\n%s", s.args, simExitCode(err), err, out)
+		out, err := runCmd(newSimPOSCmd(), "", append(base, s.args...)...)
+		if exitCode(err) != s.code || !strings.Contains(out+errString(err), s.want) {
+			t.Fatalf("%v: exit %d (%v), output:\n%s", s.args, exitCode(err), err, out)
 		}
 		if strings.Contains(out, "6212341234567890") || strings.Contains(out, "4012345678909") {
 			t.Fatalf("%v: output shows a full PAN", s.args)
@@ -87,7 +62,7 @@ func errString(err error) string {
 
 func TestSimPOSJSONOutput(t *testing.T) {
 	addr := posHost(t)
-	out, err := runSim(t, newSimPOSCmd(), "", "--target", addr, "--tmk", simTMK, "--json", "sign-on")
+	out, err := runCmd(newSimPOSCmd(), "", "--target", addr, "--tmk", simTMK, "--json", "sign-on")
 	if err != nil {
 		t.Fatal(err, out)
 	}
@@ -103,7 +78,7 @@ func TestSimPOSJSONOutput(t *testing.T) {
 func TestSimPOSInteractiveSession(t *testing.T) {
 	addr := posHost(t)
 	in := "sign-on\npurchase 300\nstate\nvoid\nrefund 5\nbogus\nsettle\nquit\n"
-	out, err := runSim(t, newSimPOSCmd(), in, "--target", addr, "--tmk", simTMK, "--pan", "4111111111111111", "--interactive")
+	out, err := runCmd(newSimPOSCmd(), in, "--target", addr, "--tmk", simTMK, "--pan", "4111111111111111", "--interactive")
 	if err != nil {
 		t.Fatal(err, out)
 	}
@@ -123,15 +98,15 @@ func TestSimKioskPurchaseAndRefund(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "kiosk.json")
 	base := []string{"--target", addr, "--mak", simMAK, "--pik", simTMK, "--state", state,
 		"--bureau", "10", "--station", "SHH", "--window", "KIOSK07"}
-	out, err := runSim(t, newSimKioskCmd(), "", append(base, "purchase", "--amount", "15350", "--pan", "6212341234567890", "--pin", "123456", "--order", "E820000123")...)
+	out, err := runCmd(newSimKioskCmd(), "", append(base, "purchase", "--amount", "15350", "--pan", "6212341234567890", "--pin", "123456", "--order", "E820000123")...)
 	if err != nil || !strings.Contains(out, "kiosk-purchase trace 000001: rc 00 approved") {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	out, err = runSim(t, newSimKioskCmd(), "", append(base, "refund", "--pan", "6212341234567890")...)
+	out, err = runCmd(newSimKioskCmd(), "", append(base, "refund", "--pan", "6212341234567890")...)
 	if err != nil || !strings.Contains(out, "kiosk-refund trace 000002: rc 00 approved") {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if _, err := runSim(t, newSimKioskCmd(), "", append(base, "teleport")...); err == nil {
+	if _, err := runCmd(newSimKioskCmd(), "", append(base, "teleport")...); err == nil {
 		t.Error("unknown kiosk transaction accepted")
 	}
 }
@@ -148,15 +123,15 @@ steps:
   - {name: wrong expectation, txn: echo, expect: {rc: "96"}}
 `), 0o600)
 	junit := filepath.Join(dir, "junit.xml")
-	out, err := runSim(t, newSimRunCmd(), "", "--target", addr, "--junit", junit, good, bad)
-	if simExitCode(err) != 1 || !strings.Contains(out, "FAIL  echo") || !strings.Contains(out, "purchase-void-refund: 8 passed, 0 failed") {
-		t.Fatalf("exit %d (%v):\n%s", simExitCode(err), err, out)
+	out, err := runCmd(newSimRunCmd(), "", "--target", addr, "--junit", junit, good, bad)
+	if exitCode(err) != 1 || !strings.Contains(out, "FAIL  echo") || !strings.Contains(out, "purchase-void-refund: 8 passed, 0 failed") {
+		t.Fatalf("exit %d (%v):\n%s", exitCode(err), err, out)
 	}
 	x, rerr := os.ReadFile(junit)
 	if rerr != nil || !bytes.Contains(x, []byte(`<testsuites tests="10" failures="1" errors="0"`)) {
 		t.Errorf("JUnit file: %v\n%s", rerr, x)
 	}
-	if _, err := runSim(t, newSimRunCmd(), "", "--target", addr, good); err != nil {
+	if _, err := runCmd(newSimRunCmd(), "", "--target", addr, good); err != nil {
 		t.Errorf("passing suite: %v", err)
 	}
 }

@@ -47,7 +47,7 @@ func TestLoadtestCommandAgainstSimBank(t *testing.T) {
 	addr := startSimBank(t)
 	dir := t.TempDir()
 	jsonPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
-	out, err := runCodecCmd(newLoadtestCmd(), "", "--target", addr, "--spec", "iso87-ascii", "--terminals", "4", "--max",
+	out, err := runCmd(newLoadtestCmd(), "", "--target", addr, "--spec", "iso87-ascii", "--terminals", "4", "--max",
 		"--duration", "500ms", "--mix", "purchase=80,balance=10,void=10", "--json", jsonPath, "--html", htmlPath)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -89,7 +89,7 @@ func TestLoadtestCommandRefusesBadFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := runCodecCmd(newLoadtestCmd(), "", tt.args...); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := runCmd(newLoadtestCmd(), "", tt.args...); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want %q", err, tt.want)
 			}
 		})
@@ -115,7 +115,7 @@ func TestSimBankCommandRefusesBadInput(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("SIM_BANK_ZAK", tt.env)
 			args := append([]string{"--listen", "127.0.0.1:0"}, tt.args...)
-			if _, err := runCodecCmd(newSimBankCmd(), "", args...); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := runCmd(newSimBankCmd(), "", args...); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want %q", err, tt.want)
 			}
 		})

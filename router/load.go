@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/railswitch/railswitch/internal/yamlwalk"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -167,7 +168,7 @@ type binFile struct {
 func (c *config) parseYAML(path string, b []byte) (binFiles []binFile) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		c.issue(path, yamlErrLine(err), "%v", err)
+		c.issue(path, yamlwalk.ErrLine(err), "%v", err)
 		return nil
 	}
 	if len(doc.Content) == 0 {
@@ -175,19 +176,20 @@ func (c *config) parseYAML(path string, b []byte) (binFiles []binFile) {
 		return nil
 	}
 	p := &yamlParser{c: c, file: path}
-	p.mapping(doc.Content[0], func(k string, v *yaml.Node) {
+	p.Walker = yamlwalk.Walker{Fail: func(n *yaml.Node, msg string) { p.issue(n, "%s", msg) }}
+	p.Mapping(doc.Content[0], func(k string, _, v *yaml.Node) {
 		switch k {
 		case "bins":
 			if v.Kind == yaml.ScalarNode {
 				v = &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{v}}
 			}
-			p.each(v, func(n *yaml.Node) {
-				binFiles = append(binFiles, binFile{filepath.Join(filepath.Dir(path), p.scalar(n)), n.Line})
+			p.List(v, func(n *yaml.Node) {
+				binFiles = append(binFiles, binFile{filepath.Join(filepath.Dir(path), p.Scalar(n)), n.Line})
 			})
 		case "acquirers":
-			p.each(v, func(n *yaml.Node) { c.acquirers = append(c.acquirers, p.acquirer(n)) })
+			p.List(v, func(n *yaml.Node) { c.acquirers = append(c.acquirers, p.acquirer(n)) })
 		case "rules":
-			p.each(v, func(n *yaml.Node) { c.rules = append(c.rules, p.rule(n)) })
+			p.List(v, func(n *yaml.Node) { c.rules = append(c.rules, p.rule(n)) })
 		default:
 			p.issue(v, "unknown key %q (want bins, acquirers, rules)", k)
 		}
@@ -195,16 +197,8 @@ func (c *config) parseYAML(path string, b []byte) (binFiles []binFile) {
 	return binFiles
 }
 
-// yamlErrLine digs the line out of a yaml syntax error ("yaml: line 7: ...").
-func yamlErrLine(err error) int {
-	var n int
-	if _, e := fmt.Sscanf(strings.TrimPrefix(err.Error(), "yaml: "), "line %d:", &n); e == nil {
-		return n
-	}
-	return 1
-}
-
 type yamlParser struct {
+	yamlwalk.Walker
 	c    *config
 	file string
 }
@@ -213,76 +207,22 @@ func (p *yamlParser) issue(n *yaml.Node, format string, args ...any) {
 	p.c.issue(p.file, n.Line, format, args...)
 }
 
-func (p *yamlParser) mapping(n *yaml.Node, f func(key string, v *yaml.Node)) {
-	if n.Kind != yaml.MappingNode {
-		p.issue(n, "want a mapping")
-		return
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		f(n.Content[i].Value, n.Content[i+1])
-	}
-}
-
-func (p *yamlParser) each(n *yaml.Node, f func(*yaml.Node)) {
-	if n.Kind != yaml.SequenceNode {
-		p.issue(n, "want a list")
-		return
-	}
-	for _, e := range n.Content {
-		f(e)
-	}
-}
-
-func (p *yamlParser) scalar(n *yaml.Node) string {
-	if n.Kind != yaml.ScalarNode {
-		p.issue(n, "want a single value")
-		return ""
-	}
-	return n.Value
-}
-
-// strings reads a value or a list of values.
-func (p *yamlParser) strings(n *yaml.Node) []string {
-	if n.Kind == yaml.ScalarNode {
-		return []string{n.Value}
-	}
-	var out []string
-	p.each(n, func(e *yaml.Node) { out = append(out, p.scalar(e)) })
-	return out
-}
-
-func (p *yamlParser) int(n *yaml.Node) int {
-	v, err := strconv.Atoi(p.scalar(n))
-	if err != nil {
-		p.issue(n, "%q is not a whole number", n.Value)
-	}
-	return v
-}
-
-func (p *yamlParser) bool(n *yaml.Node) bool {
-	v, err := strconv.ParseBool(p.scalar(n))
-	if err != nil {
-		p.issue(n, "%q is not true or false", n.Value)
-	}
-	return v
-}
-
 func (p *yamlParser) acquirer(n *yaml.Node) Acquirer {
 	a := Acquirer{Source: Source{p.file, n.Line}}
-	p.mapping(n, func(k string, v *yaml.Node) {
+	p.Mapping(n, func(k string, _, v *yaml.Node) {
 		switch k {
 		case "name":
-			a.Name = p.scalar(v)
+			a.Name = p.Scalar(v)
 		case "strategy":
-			s, ok := strategyNames[p.scalar(v)]
+			s, ok := strategyNames[p.Scalar(v)]
 			if !ok {
 				p.issue(v, "unknown strategy %q (want round-robin, weighted or least-inflight)", v.Value)
 			}
 			a.Strategy = s
 		case "fallbacks":
-			a.Fallbacks = p.strings(v)
+			a.Fallbacks = p.Strings(v)
 		case "endpoints":
-			p.each(v, func(e *yaml.Node) { a.Endpoints = append(a.Endpoints, p.endpoint(e)) })
+			p.List(v, func(e *yaml.Node) { a.Endpoints = append(a.Endpoints, p.endpoint(e)) })
 		case "breaker":
 			a.Breaker = p.breaker(v)
 		default:
@@ -294,16 +234,16 @@ func (p *yamlParser) acquirer(n *yaml.Node) Acquirer {
 
 func (p *yamlParser) endpoint(n *yaml.Node) Endpoint {
 	e := Endpoint{Weight: 1, Connections: 1}
-	p.mapping(n, func(k string, v *yaml.Node) {
+	p.Mapping(n, func(k string, _, v *yaml.Node) {
 		switch k {
 		case "name":
-			e.Name = p.scalar(v)
+			e.Name = p.Scalar(v)
 		case "address":
-			e.Address = p.scalar(v)
+			e.Address = p.Scalar(v)
 		case "weight":
-			e.Weight = p.int(v)
+			e.Weight = p.Int(v)
 		case "connections":
-			e.Connections = p.int(v)
+			e.Connections = p.Int(v)
 		default:
 			p.issue(v, "unknown endpoint key %q (want name, address, weight, connections)", k)
 		}
@@ -319,20 +259,20 @@ func (p *yamlParser) endpoint(n *yaml.Node) Endpoint {
 
 func (p *yamlParser) breaker(n *yaml.Node) BreakerConfig {
 	var b BreakerConfig
-	p.mapping(n, func(k string, v *yaml.Node) {
+	p.Mapping(n, func(k string, _, v *yaml.Node) {
 		switch k {
 		case "failures":
-			b.Failures = p.int(v)
+			b.Failures = p.Int(v)
 		case "cooldown":
-			d, err := time.ParseDuration(p.scalar(v))
+			d, err := time.ParseDuration(p.Scalar(v))
 			if err != nil {
 				p.issue(v, "cooldown %q is not a duration such as 30s", v.Value)
 			}
 			b.Cooldown = d
 		case "probes":
-			b.Probes = p.int(v)
+			b.Probes = p.Int(v)
 		case "successes":
-			b.Successes = p.int(v)
+			b.Successes = p.Int(v)
 		default:
 			p.issue(v, "unknown breaker key %q (want failures, cooldown, probes, successes)", k)
 		}
@@ -343,38 +283,38 @@ func (p *yamlParser) breaker(n *yaml.Node) BreakerConfig {
 func (p *yamlParser) rule(n *yaml.Node) Rule {
 	r := Rule{Source: Source{p.file, n.Line}}
 	results := 0
-	p.mapping(n, func(k string, v *yaml.Node) {
+	p.Mapping(n, func(k string, _, v *yaml.Node) {
 		switch k {
 		case "name":
-			r.Name = p.scalar(v)
+			r.Name = p.Scalar(v)
 		case "channel":
-			r.Channels = p.strings(v)
+			r.Channels = p.Strings(v)
 		case "class":
-			r.Classes = p.strings(v)
+			r.Classes = p.Strings(v)
 		case "proc":
-			r.Procs = p.strings(v)
+			r.Procs = p.Strings(v)
 		case "bin":
-			r.BINs = p.strings(v)
+			r.BINs = p.Strings(v)
 		case "card_type":
-			r.CardTypes = p.strings(v)
+			r.CardTypes = p.Strings(v)
 		case "fallbacks":
-			r.Fallbacks = p.strings(v)
+			r.Fallbacks = p.Strings(v)
 		case "acquirer":
-			r.Kind, r.Acquirer = KindAcquirer, p.scalar(v)
+			r.Kind, r.Acquirer = KindAcquirer, p.Scalar(v)
 			results++
 		case "bin_table":
-			if p.bool(v) {
+			if p.Bool(v) {
 				r.Kind, r.BINTable = KindAcquirer, true
 				results++
 			}
 		case "local":
-			r.Kind, r.Handler = KindLocal, p.scalar(v)
+			r.Kind, r.Handler = KindLocal, p.Scalar(v)
 			results++
 		case "decline":
-			r.Kind, r.ResponseCode = KindDecline, p.scalar(v)
+			r.Kind, r.ResponseCode = KindDecline, p.Scalar(v)
 			results++
 		case "original":
-			if p.bool(v) {
+			if p.Bool(v) {
 				r.Kind = KindOriginal
 				results++
 			}

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/railswitch/railswitch/codec"
+	"github.com/railswitch/railswitch/internal/yamlwalk"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -254,32 +255,32 @@ func unjoin(err error) []error {
 func parseFile(filename string, data []byte) (*file, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &LoadError{File: filename, Line: yamlErrLine(err), Msg: err.Error()}
+		return nil, &LoadError{File: filename, Line: yamlwalk.ErrLine(err), Msg: err.Error()}
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, &LoadError{File: filename, Line: 1, Msg: "a spec file is a YAML mapping"}
 	}
-	p := &parser{file: filename}
+	p := newParser(filename)
 	f := &file{path: filename, set: map[string]bool{}, lines: map[int]int{}, line: 1}
 	root := doc.Content[0]
-	p.each(root, "spec", func(key string, k, v *yaml.Node) {
+	p.Mapping(root, func(key string, k, v *yaml.Node) {
 		f.set[key] = true
 		switch key {
 		case "name":
-			f.name, f.line = p.str(v), k.Line
+			f.name, f.line = p.Scalar(v), k.Line
 			f.def.Name = f.name
 		case "description":
-			f.def.Description = p.str(v)
+			f.def.Description = p.Scalar(v)
 		case "extends":
-			f.extends = p.str(v)
+			f.extends = p.Scalar(v)
 		case "abstract":
-			f.abstract = p.boolean(v)
+			f.abstract = p.Bool(v)
 		case "mti":
 			f.def.MTI = codec.MTIEncoding(p.enum(v, map[string]int{"ascii": 1, "bcd": 2, "ebcdic": 3}))
 		case "bitmap":
 			f.def.Bitmap = codec.BitmapEncoding(p.enum(v, map[string]int{"binary": 1, "hex": 2}))
 		case "tertiary":
-			f.def.Tertiary = p.boolean(v)
+			f.def.Tertiary = p.Bool(v)
 		case "framing":
 			f.def.Framing = p.framing(v)
 		case "defaults":
@@ -310,73 +311,25 @@ func parseFile(filename string, data []byte) (*file, error) {
 	return f, nil
 }
 
-func yamlErrLine(err error) int {
-	s := err.Error()
-	if i := strings.Index(s, "line "); i >= 0 {
-		j := i + 5
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-		if n, e := strconv.Atoi(s[i+5 : j]); e == nil {
-			return n
-		}
-	}
-	return 1
-}
-
 // parser collects errors with lines while walking YAML nodes.
 type parser struct {
+	yamlwalk.Walker
 	file string
 	errs []error
+}
+
+func newParser(file string) *parser {
+	p := &parser{file: file}
+	p.Walker = yamlwalk.Walker{Fail: func(n *yaml.Node, msg string) { p.fail(n, "%s", msg) }}
+	return p
 }
 
 func (p *parser) fail(n *yaml.Node, format string, args ...any) {
 	p.errs = append(p.errs, &LoadError{File: p.file, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (p *parser) each(n *yaml.Node, what string, fn func(key string, k, v *yaml.Node)) {
-	if n.Kind != yaml.MappingNode {
-		p.fail(n, "%s must be a mapping", what)
-		return
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if seen[k.Value] {
-			p.fail(k, "%q given twice", k.Value)
-			continue
-		}
-		seen[k.Value] = true
-		fn(k.Value, k, v)
-	}
-}
-
-func (p *parser) str(n *yaml.Node) string {
-	if n.Kind != yaml.ScalarNode {
-		p.fail(n, "want a plain value")
-		return ""
-	}
-	return n.Value
-}
-
-func (p *parser) boolean(n *yaml.Node) bool {
-	var b bool
-	if err := n.Decode(&b); err != nil {
-		p.fail(n, "want true or false")
-	}
-	return b
-}
-
-func (p *parser) integer(n *yaml.Node) int {
-	var v int
-	if err := n.Decode(&v); err != nil {
-		p.fail(n, "want a whole number, got %q", n.Value)
-	}
-	return v
-}
-
 func (p *parser) enum(n *yaml.Node, values map[string]int) int {
-	s := p.str(n)
+	s := p.Scalar(n)
 	if v, ok := values[strings.ToLower(s)]; ok {
 		return v
 	}
@@ -404,16 +357,16 @@ var (
 
 func (p *parser) framing(n *yaml.Node) codec.Framing {
 	var fr codec.Framing
-	p.each(n, "framing", func(key string, k, v *yaml.Node) {
+	p.Mapping(n, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "length":
 			fr.Length = codec.LengthHeader(p.enum(v, map[string]int{"none": 1, "binary2": 2, "ascii4": 3, "bcd2": 4}))
 		case "tpdu":
-			fr.TPDU = p.boolean(v)
+			fr.TPDU = p.Bool(v)
 		case "header":
-			fr.HeaderLen = p.integer(v)
+			fr.HeaderLen = p.Int(v)
 		case "max_frame":
-			fr.MaxFrame = p.integer(v)
+			fr.MaxFrame = p.Int(v)
 		default:
 			p.fail(k, "unknown framing key %q (want length, tpdu, header, max_frame)", key)
 		}
@@ -426,7 +379,7 @@ func (p *parser) framing(n *yaml.Node) codec.Framing {
 
 func (p *parser) defaults(n *yaml.Node) codec.Defaults {
 	var d codec.Defaults
-	p.each(n, "defaults", func(key string, k, v *yaml.Node) {
+	p.Mapping(n, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "prefix":
 			d.Prefix = codec.PrefixEncoding(p.enum(v, prefixes))
@@ -446,7 +399,7 @@ func (p *parser) defaults(n *yaml.Node) codec.Defaults {
 }
 
 func (p *parser) fields(n *yaml.Node, f *file) {
-	p.each(n, "fields", func(key string, k, v *yaml.Node) {
+	p.Mapping(n, func(key string, k, v *yaml.Node) {
 		num, err := strconv.Atoi(key)
 		if err != nil {
 			p.fail(k, "field key %q is not a number", key)
@@ -461,10 +414,10 @@ func (p *parser) field(num int, n *yaml.Node) codec.FieldDef {
 	fd := codec.FieldDef{Number: num}
 	var maxSet, lengthSet bool
 	var maxNode *yaml.Node
-	p.each(n, fmt.Sprintf("field %d", num), func(key string, k, v *yaml.Node) {
+	p.Mapping(n, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "name":
-			fd.Name = p.str(v)
+			fd.Name = p.Scalar(v)
 		case "type":
 			fd.Kind = codec.Kind(p.enum(v, kinds))
 		case "length":
@@ -472,11 +425,11 @@ func (p *parser) field(num int, n *yaml.Node) codec.FieldDef {
 			if lt, ok := lengthTypes[strings.ToUpper(v.Value)]; ok && v.Kind == yaml.ScalarNode {
 				fd.Length = lt
 			} else {
-				fd.Length, fd.Size = codec.Fixed, p.integer(v)
+				fd.Length, fd.Size = codec.Fixed, p.Int(v)
 			}
 		case "max":
 			maxSet, maxNode = true, v
-			fd.Size = p.integer(v)
+			fd.Size = p.Int(v)
 		case "prefix":
 			fd.Prefix = codec.PrefixEncoding(p.enum(v, prefixes))
 		case "counts":
@@ -490,7 +443,7 @@ func (p *parser) field(num int, n *yaml.Node) codec.FieldDef {
 		case "sensitive":
 			fd.Sensitivity = codec.Sensitivity(p.enum(v, sensitivities))
 		case "tlv":
-			fd.TLV = p.boolean(v)
+			fd.TLV = p.Bool(v)
 		case "subfields":
 			fd.Subfields = p.subfields(v)
 		default:
@@ -513,26 +466,22 @@ func (p *parser) field(num int, n *yaml.Node) codec.FieldDef {
 }
 
 func (p *parser) subfields(n *yaml.Node) []codec.SubfieldDef {
-	if n.Kind != yaml.SequenceNode {
-		p.fail(n, "subfields must be a list")
-		return nil
-	}
 	var out []codec.SubfieldDef
-	for _, item := range n.Content {
+	p.List(n, func(item *yaml.Node) {
 		var sf codec.SubfieldDef
-		p.each(item, "subfield", func(key string, k, v *yaml.Node) {
+		p.Mapping(item, func(key string, k, v *yaml.Node) {
 			switch key {
 			case "id":
-				sf.ID = p.integer(v)
+				sf.ID = p.Int(v)
 			case "name":
-				sf.Name = p.str(v)
+				sf.Name = p.Scalar(v)
 			case "length":
-				sf.Length = p.integer(v)
+				sf.Length = p.Int(v)
 			default:
 				p.fail(k, "unknown subfield key %q (want id, name, length)", key)
 			}
 		})
 		out = append(out, sf)
-	}
+	})
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/railswitch/railswitch/internal/yamlwalk"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -80,14 +81,15 @@ func ParseRules(file string, data []byte) (*Rules, error) {
 		return r, nil
 	}
 	p := &rulesParser{file: file}
-	p.mapping(doc.Content[0], func(key string, v *yaml.Node) {
+	p.Walker = yamlwalk.Walker{Fail: func(n *yaml.Node, msg string) { p.fail(n, "%s", msg) }}
+	p.Mapping(doc.Content[0], func(key string, _, v *yaml.Node) {
 		switch key {
 		case "accounts":
-			p.list(v, func(n *yaml.Node) { r.Accounts = append(r.Accounts, p.account(n)) })
+			p.List(v, func(n *yaml.Node) { r.Accounts = append(r.Accounts, p.account(n)) })
 		case "bin_lists":
-			p.list(v, func(n *yaml.Node) { r.BINLists = append(r.BINLists, p.binList(n)) })
+			p.List(v, func(n *yaml.Node) { r.BINLists = append(r.BINLists, p.binList(n)) })
 		case "default":
-			p.mapping(v, func(key string, v *yaml.Node) {
+			p.Mapping(v, func(key string, _, v *yaml.Node) {
 				switch key {
 				case "code":
 					r.Default.Code = p.code(v)
@@ -115,6 +117,7 @@ func ParseRules(file string, data []byte) (*Rules, error) {
 
 // rulesParser walks the YAML nodes and keeps the first error, with its line.
 type rulesParser struct {
+	yamlwalk.Walker
 	file string
 	err  error
 }
@@ -125,29 +128,9 @@ func (p *rulesParser) fail(n *yaml.Node, format string, args ...any) {
 	}
 }
 
-func (p *rulesParser) mapping(n *yaml.Node, fn func(key string, v *yaml.Node)) {
-	if n.Kind != yaml.MappingNode {
-		p.fail(n, "want a mapping")
-		return
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		fn(n.Content[i].Value, n.Content[i+1])
-	}
-}
-
-func (p *rulesParser) list(n *yaml.Node, fn func(*yaml.Node)) {
-	if n.Kind != yaml.SequenceNode {
-		p.fail(n, "want a list")
-		return
-	}
-	for _, c := range n.Content {
-		fn(c)
-	}
-}
-
 func (p *rulesParser) account(n *yaml.Node) Account {
 	var a Account
-	p.mapping(n, func(key string, v *yaml.Node) {
+	p.Mapping(n, func(key string, _, v *yaml.Node) {
 		switch key {
 		case "prefix":
 			a.Prefix = p.prefix(v)
@@ -173,14 +156,14 @@ func (p *rulesParser) account(n *yaml.Node) Account {
 
 func (p *rulesParser) binList(n *yaml.Node) BINList {
 	var b BINList
-	p.mapping(n, func(key string, v *yaml.Node) {
+	p.Mapping(n, func(key string, _, v *yaml.Node) {
 		switch key {
 		case "name":
 			b.Name = v.Value
 		case "code":
 			b.Code = p.code(v)
 		case "prefixes":
-			p.list(v, func(c *yaml.Node) { b.Prefixes = append(b.Prefixes, p.prefix(c)) })
+			p.List(v, func(c *yaml.Node) { b.Prefixes = append(b.Prefixes, p.prefix(c)) })
 		default:
 			p.fail(v, "unknown key %q in a BIN list (want name, code, prefixes)", key)
 		}

@@ -18,7 +18,9 @@ type Walker struct {
 	Fail func(n *yaml.Node, msg string)
 }
 
-func (w Walker) failf(n *yaml.Node, format string, args ...any) { w.Fail(n, fmt.Sprintf(format, args...)) }
+func (w Walker) failf(n *yaml.Node, format string, args ...any) {
+	w.Fail(n, fmt.Sprintf(format, args...))
+}
 
 // Mapping calls fn for each key of a mapping, in file order; a node of another kind and a repeated key are
 // problems.

@@ -4,7 +4,7 @@ BIN       ?= bin/switch
 FUZZTIME  ?= 5m
 PKGS      := ./...
 
-.PHONY: help build run test bench fuzz lint conformance ceiling scenarios race clean
+.PHONY: help build run test bench bench-switch fuzz lint conformance ceiling scenarios race clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,6 +37,9 @@ ceiling: build ## the no-switch ceiling: bank simulator and closed-loop load tes
 	 $(BIN) loadtest --target 127.0.0.1:9100 --spec iso87-ascii --terminals $(or $(TERMINALS),64) --max \
 	   --duration $(or $(DURATION),10s) --metrics http://127.0.0.1:9101/metrics --json ceiling.json; \
 	 rc=$$?; kill $$pid; exit $$rc
+
+bench-switch: ## the load generator against the demo switch and the no-switch ceiling (TERMINALS, DURATION, RATES, REPEAT, PROFILE=1)
+	scripts/bench-switch.sh
 
 scenarios: ## run the shipped terminal scenarios against TARGET (default: the demo's pos channel 127.0.0.1:5000)
 	$(GO) run ./cmd/switch sim run simulators/scenarios/0[1-5]-*.yaml --target $(or $(TARGET),127.0.0.1:5000) --junit scenarios.xml

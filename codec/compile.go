@@ -11,7 +11,7 @@ const MaxField = 192
 // field is a compiled field definition: every choice resolved to plain values, so the hot path is a switch
 // on small integers instead of an interface call per field.
 type field struct {
-	def       FieldDef
+	meta      *fieldMeta // the cold part, kept out of the table so the hot loop's fields share cache lines
 	defined   bool
 	kind      Kind
 	ltype     LengthType
@@ -23,7 +23,12 @@ type field struct {
 	enc       Encoding
 	pad       byte // pad nibble written: 0x0 or 0xF
 	fixedWire int  // wire bytes of a fixed field
-	subStart  []int
+}
+
+// fieldMeta is what dumps and subfield views need of a field, and the hot path does not.
+type fieldMeta struct {
+	def      FieldDef
+	subStart []int
 }
 
 // Spec is a compiled specification, safe for concurrent use by any number of messages.
@@ -46,7 +51,7 @@ func (s *Spec) Field(n int) (FieldDef, bool) {
 	if n < 1 || n > MaxField || !s.fields[n].defined {
 		return FieldDef{}, false
 	}
-	return s.fields[n].def, true
+	return s.fields[n].meta.def, true
 }
 
 // Compile checks a specification and turns it into the flat table Unpack and Pack use. Every impossible
@@ -101,7 +106,7 @@ func Compile(def SpecDef) (*Spec, error) {
 		return nil, errors.Join(errs...)
 	}
 	for i := range def.Fields {
-		s.def.Fields[i] = s.fields[def.Fields[i].Number].def
+		s.def.Fields[i] = s.fields[def.Fields[i].Number].meta.def
 	}
 	return s, nil
 }
@@ -159,7 +164,7 @@ func (s *Spec) compileField(f *field, fd FieldDef) string {
 	if fd.Size <= 0 {
 		return "length must be positive"
 	}
-	*f = field{def: fd, defined: true, kind: fd.Kind, ltype: fd.Length, size: fd.Size, prefix: fd.Prefix,
+	*f = field{meta: &fieldMeta{def: fd}, defined: true, kind: fd.Kind, ltype: fd.Length, size: fd.Size, prefix: fd.Prefix,
 		counting: fd.Counting, enc: fd.Encoding}
 	if fd.PadF {
 		f.pad = 0xF
@@ -202,7 +207,7 @@ func (s *Spec) compileField(f *field, fd FieldDef) string {
 			if sf.Length < 0 || (sf.Length == 0 && i != len(fd.Subfields)-1) {
 				return fmt.Sprintf("subfield %d: only the last subfield may run to the end (length 0)", sf.ID)
 			}
-			f.subStart = append(f.subStart, pos)
+			f.meta.subStart = append(f.meta.subStart, pos)
 			pos += sf.Length
 		}
 		if pos > fd.Size {

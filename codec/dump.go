@@ -25,7 +25,7 @@ func (m *Message) DisplayValue(n int, opts DumpOptions) (string, bool) {
 	}
 	f := &m.spec.fields[n]
 	if !opts.ShowSensitive {
-		switch f.def.Sensitivity {
+		switch f.meta.def.Sensitivity {
 		case SensitivePAN:
 			return MaskPAN(v), true
 		case SensitiveTrack, SensitivePIN, SensitiveChip, SensitiveKey:
@@ -36,7 +36,7 @@ func (m *Message) DisplayValue(n int, opts DumpOptions) (string, bool) {
 	case KindBinary:
 		return string(appendHex(nil, v)), true
 	case KindText:
-		return textToUTF8(v, f.def.Charset), true
+		return textToUTF8(v, f.meta.def.Charset), true
 	}
 	return string(v), true
 }
@@ -113,19 +113,19 @@ func (m *Message) Dump(w io.Writer, opts DumpOptions) error {
 	for _, n := range m.Fields() {
 		f := &m.spec.fields[n]
 		val, _ := m.DisplayValue(n, opts)
-		fmt.Fprintf(&sb, "%3d %-32s %4d  %s\n", n, truncate(f.def.Name, 32), m.refs[n].n, quoteIfNeeded(val))
-		hidden := !opts.ShowSensitive && f.def.Sensitivity != NotSensitive
+		fmt.Fprintf(&sb, "%3d %-32s %4d  %s\n", n, truncate(f.meta.def.Name, 32), m.refs[n].n, quoteIfNeeded(val))
+		hidden := !opts.ShowSensitive && f.meta.def.Sensitivity != NotSensitive
 		if hidden {
 			continue
 		}
-		if len(f.def.Subfields) > 0 {
-			for _, sf := range f.def.Subfields {
+		if len(f.meta.def.Subfields) > 0 {
+			for _, sf := range f.meta.def.Subfields {
 				if sv, ok := m.Subfield(n, sf.ID); ok {
-					fmt.Fprintf(&sb, "    %d.%-3d %-30s %s\n", n, sf.ID, truncate(sf.Name, 30), quoteIfNeeded(textToUTF8(sv, f.def.Charset)))
+					fmt.Fprintf(&sb, "    %d.%-3d %-30s %s\n", n, sf.ID, truncate(sf.Name, 30), quoteIfNeeded(textToUTF8(sv, f.meta.def.Charset)))
 				}
 			}
 		}
-		if f.def.TLV {
+		if f.meta.def.TLV {
 			v, _ := m.Value(n)
 			err := ParseTLV(v, func(t TLV) error {
 				fmt.Fprintf(&sb, "    tag %-6X %3d  %X\n", t.Tag, len(t.Value), t.Value)

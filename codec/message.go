@@ -170,11 +170,11 @@ func (m *Message) Subfield(n, id int) ([]byte, bool) {
 		return nil, false
 	}
 	f := &m.spec.fields[n]
-	for i, sf := range f.def.Subfields {
+	for i, sf := range f.meta.def.Subfields {
 		if sf.ID != id {
 			continue
 		}
-		start := f.subStart[i]
+		start := f.meta.subStart[i]
 		if start >= len(v) {
 			return nil, false
 		}

@@ -55,7 +55,9 @@ func (g *gnetServer) OnTraffic(cn gnet.Conn) gnet.Action {
 	}
 	buf, _ := cn.Peek(cn.InboundBuffered())
 	used, err := g.c.ingest(s, buf)
-	_, _ = cn.Discard(used)
+	if used > 0 { // gnet's Discard(0) would drop everything buffered
+		_, _ = cn.Discard(used)
+	}
 	if err != nil {
 		return gnet.Close
 	}

@@ -81,15 +81,16 @@ func (m Mix) pick(x uint64) Kind {
 }
 
 // Builder makes the requests of one virtual terminal and learns from their replies. Builders are pluggable:
-// HostBuilder drives a host spec (a bank simulator, the no-switch ceiling); a terminal spec needs one that
-// signs on first and uses the terminal's own keys.
+// HostBuilder drives a host spec (a bank simulator, the no-switch ceiling); TerminalBuilder a terminal spec,
+// signing on first (Session) and MACing each request (Sealer).
 type Builder interface {
 	// Build fills m, which is empty, with the terminal's next request of kind k at time now, and returns
 	// the kind it built (a builder may fall back, e.g. to a purchase when there is nothing to void). A reply
-	// matches the request when it echoes its fields 11 and 41.
+	// matches the request when it echoes its fields 11 and 41 and its MTI is the request's plus 10.
 	Build(m *codec.Message, k Kind, now time.Time) (Kind, error)
-	// Answered gives the reply to the request built last; resp is nil when none came in time.
-	Answered(req, resp *codec.Message)
+	// Answered gives the reply to the request built last; resp is nil when none came in time. An error
+	// means the reply fails the terminal's checks (it counts as invalid, not as answered).
+	Answered(req, resp *codec.Message) error
 }
 
 // NewBuilder makes the builder of terminal number i (from 0).
@@ -194,20 +195,21 @@ func (b *HostBuilder) Build(m *codec.Message, k Kind, now time.Time) (Kind, erro
 }
 
 // Answered implements Builder: an approved purchase becomes voidable.
-func (b *HostBuilder) Answered(req, resp *codec.Message) {
+func (b *HostBuilder) Answered(req, resp *codec.Message) error {
 	if resp == nil {
-		return
+		return nil
 	}
 	proc, _ := req.Value(3)
 	code, _ := resp.Value(39)
 	if string(proc) != "000000" || string(code) != "00" {
-		return
+		return nil
 	}
 	const keep = 16
 	if len(b.open) == keep {
 		b.open = append(b.open[:0], b.open[1:]...)
 	}
 	b.open = append(b.open, b.last)
+	return nil
 }
 
 // putDigits writes v as len(dst) decimal digits, zero-padded on the left.

@@ -26,10 +26,10 @@ text{font-size:11px}</style></head><body>
 <h1>Load test of {{.R.Target}} ({{.R.Spec}})</h1>
 <p>{{.R.Mode}} loop, {{.R.Terminals}} terminals{{if .R.TargetRate}}, {{printf "%.0f" .R.TargetRate}}/s asked{{end}},
 {{printf "%.2f" .R.DurationS}} s: <b>{{printf "%.0f" .R.TPS}} replies/s</b>.</p>
-<table><tr><th>sent</th><th>answered</th><th>timeouts</th><th>errors</th><th>unmatched</th>
+<table><tr><th>sent</th><th>answered</th><th>timeouts</th><th>errors</th><th>unmatched</th><th>invalid</th><th>sign-on failures</th>
 <th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>target CPU us/txn</th><th>load generator CPU us/txn</th></tr>
-<tr><td>{{.R.Sent}}</td><td>{{.R.Completed}}</td><td>{{.R.Timeouts}}</td><td>{{.R.Errors}}</td><td>{{.R.Unmatched}}</td>
-<td>{{printf "%.3f" .R.Latency.P50}}</td><td>{{printf "%.3f" .R.Latency.P90}}</td><td>{{printf "%.3f" .R.Latency.P99}}</td>
+<tr><td>{{.R.Sent}}</td><td>{{.R.Completed}}</td><td>{{.R.Timeouts}}</td><td>{{.R.Errors}}</td><td>{{.R.Unmatched}}</td><td>{{.R.Invalid}}</td>
+<td>{{.R.SignOnFailures}}</td><td>{{printf "%.3f" .R.Latency.P50}}</td><td>{{printf "%.3f" .R.Latency.P90}}</td><td>{{printf "%.3f" .R.Latency.P99}}</td>
 <td>{{printf "%.3f" .R.Latency.P999}}</td><td>{{printf "%.3f" .R.Latency.Max}}</td>
 <td>{{with .R.CPUPerTxn}}{{printf "%.1f" .}}{{else}}-{{end}}</td><td>{{printf "%.1f" .R.LoadgenCPUPerTxn}}</td></tr></table>
 <h2>Responses</h2><table><tr>{{range $c, $n := .R.Responses}}<th>{{$c}}</th>{{end}}</tr>

@@ -30,7 +30,10 @@ type shard struct {
 	timeouts  int64
 	errors    int64
 	unmatched int64
-	_         [64]byte // keep shards' locks on separate cache lines
+	invalid   int64
+	// sign-ons of terminal specs, at the start and on reconnects
+	signOns, signOnFailures int64
+	_                       [64]byte // keep shards' locks on separate cache lines
 }
 
 func newRecorder(n int, start time.Time, interval time.Duration) *recorder {
@@ -88,6 +91,7 @@ type totals struct {
 	codes                             map[string]int64
 	kinds                             [numKinds]int64
 	sent, timeouts, errors, unmatched int64
+	invalid, signOns, signOnFailures  int64
 }
 
 func (r *recorder) totals() totals {
@@ -118,6 +122,9 @@ func (r *recorder) totals() totals {
 		t.timeouts += s.timeouts
 		t.errors += s.errors
 		t.unmatched += s.unmatched
+		t.invalid += s.invalid
+		t.signOns += s.signOns
+		t.signOnFailures += s.signOnFailures
 		s.mu.Unlock()
 	}
 	return t

@@ -35,6 +35,13 @@ type Report struct {
 	// Errors counts failed connections and writes, dropped connections and undecodable frames.
 	Errors    int64 `json:"errors"`
 	Unmatched int64 `json:"unmatched"` // replies to an earlier request (late or duplicated) that were skipped
+	// Invalid counts matched replies that fail the terminal's checks (MTI, MAC or processing code of an
+	// approval); they are not in Completed.
+	Invalid int64 `json:"invalid"`
+	// SignOns and SignOnFailures count terminal-spec sign-ons (at the start and after reconnects); their
+	// time is not in the latency.
+	SignOns        int64 `json:"sign_ons"`
+	SignOnFailures int64 `json:"sign_on_failures"`
 	// CPUPerTxn is the target's CPU microseconds per reply, from its process_cpu_seconds_total (null
 	// without --metrics).
 	CPUPerTxn *float64 `json:"cpu_us_per_txn"`
@@ -71,7 +78,8 @@ func newReport(cfg *Config, rec *recorder, elapsed time.Duration) *Report {
 		Target: cfg.Target, Spec: cfg.Spec.Name(), Mode: "closed", Terminals: cfg.Terminals,
 		DurationS: elapsed.Seconds(), Sent: t.sent, Completed: t.hist.TotalCount(),
 		Latency: latencyOf(t.hist), Responses: t.codes, Kinds: map[string]int64{},
-		Timeouts: t.timeouts, Errors: t.errors, Unmatched: t.unmatched, hist: t.hist,
+		Timeouts: t.timeouts, Errors: t.errors, Unmatched: t.unmatched, Invalid: t.invalid, SignOns: t.signOns,
+		SignOnFailures: t.signOnFailures, hist: t.hist,
 	}
 	if cfg.Rate > 0 {
 		r.Mode, r.TargetRate = "open", cfg.Rate
@@ -120,8 +128,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Mode == "open" {
 		fmt.Fprintf(&b, ", %.0f/s asked", r.TargetRate)
 	}
-	fmt.Fprintf(&b, "\n%.0f replies/s over %.2fs: %d sent, %d answered, %d timeouts, %d errors, %d unmatched\n",
-		r.TPS, r.DurationS, r.Sent, r.Completed, r.Timeouts, r.Errors, r.Unmatched)
+	fmt.Fprintf(&b, "\n%.0f replies/s over %.2fs: %d sent, %d answered, %d timeouts, %d errors, %d unmatched, %d invalid\n",
+		r.TPS, r.DurationS, r.Sent, r.Completed, r.Timeouts, r.Errors, r.Unmatched, r.Invalid)
+	if r.SignOns+r.SignOnFailures > 0 {
+		fmt.Fprintf(&b, "sign-ons: %d, failed %d (not in the latency)\n", r.SignOns, r.SignOnFailures)
+	}
 	l := r.Latency
 	fmt.Fprintf(&b, "latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", l.P50, l.P90, l.P99, l.P999, l.Max)
 	codes := make([]string, 0, len(r.Responses))

@@ -49,10 +49,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		terms[i] = &terminal{id: i, cfg: &cfg, b: b, req: codec.NewMessage(cfg.Spec), resp: codec.NewMessage(cfg.Spec),
+		t := &terminal{id: i, cfg: &cfg, b: b, req: codec.NewMessage(cfg.Spec), resp: codec.NewMessage(cfg.Spec),
 			buf: make([]byte, 0, 2048)}
+		t.session, _ = b.(Session)
+		t.sealer, _ = b.(Sealer)
+		terms[i] = t
 	}
-	connected := dialAll(ctx, terms)
+	// The recorder exists before the terminals connect and sign on, to count their failures; its clock
+	// starts with the measured traffic.
+	rec := newRecorder(min(cfg.Terminals, 4*runtime.GOMAXPROCS(0)), time.Now(), seriesInterval(cfg.Duration))
+	connected := connectAll(ctx, terms, rec)
 	defer func() {
 		for _, t := range terms {
 			if t.conn != nil {
@@ -61,7 +67,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 	if connected == 0 {
-		return nil, fmt.Errorf("no terminal could connect to %s: %v", cfg.Target, terms[0].dialErr)
+		return nil, fmt.Errorf("no terminal could connect to %s and sign on: %v", cfg.Target, terms[0].connErr)
 	}
 	cpuBefore, err := scrapeCPU(ctx, cfg.MetricsURL)
 	if err != nil {
@@ -69,12 +75,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	ownBefore := processCPU()
 	start := time.Now()
-	rec := newRecorder(min(cfg.Terminals, 4*runtime.GOMAXPROCS(0)), start, seriesInterval(cfg.Duration))
-	for _, t := range terms {
-		if t.dialErr != nil {
-			rec.shard(t.id).add(&rec.shard(t.id).errors)
-		}
-	}
+	rec.start = start
 	deadline := start.Add(cfg.Duration)
 	var wg sync.WaitGroup
 	for _, t := range terms {
@@ -130,8 +131,8 @@ func seriesInterval(d time.Duration) time.Duration {
 	return max(time.Second, (d / 120).Round(time.Second))
 }
 
-// dialAll connects every terminal, dialParallel at a time, and returns how many connected.
-func dialAll(ctx context.Context, terms []*terminal) int {
+// connectAll connects every terminal and signs it on, dialParallel at a time, and returns how many are ready.
+func connectAll(ctx context.Context, terms []*terminal, rec *recorder) int {
 	sem := make(chan struct{}, dialParallel)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -141,7 +142,7 @@ func dialAll(ctx context.Context, terms []*terminal) int {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if t.dial(ctx) == nil {
+			if t.connect(ctx, rec.shard(t.id)) {
 				mu.Lock()
 				n++
 				mu.Unlock()
@@ -157,19 +158,58 @@ type terminal struct {
 	id        int
 	cfg       *Config
 	b         Builder
+	session   Session // b when it signs on, or nil
+	sealer    Sealer  // b when it seals its frames, or nil
 	conn      net.Conn
-	dialErr   error
+	connErr   error // why the last connect failed
 	req, resp *codec.Message
 	out       []byte
 	buf       []byte // bytes read and not yet used
 	seq       uint64 // requests built, for the mix
 }
 
-func (t *terminal) dial(ctx context.Context) error {
+// connect dials the target and signs the terminal on when its builder has a session. A failed dial counts
+// as an error, a failed sign-on as a sign-on failure; either leaves the terminal without a connection.
+func (t *terminal) connect(ctx context.Context, sh *shard) bool {
 	d := net.Dialer{Timeout: t.cfg.Timeout}
 	c, err := d.DialContext(ctx, "tcp", t.cfg.Target)
-	t.conn, t.dialErr, t.buf = c, err, t.buf[:0]
-	return err
+	t.conn, t.connErr, t.buf = c, err, t.buf[:0]
+	if err != nil {
+		sh.add(&sh.errors)
+		return false
+	}
+	if t.session == nil {
+		return true
+	}
+	if err := t.signOn(sh); err != nil {
+		t.connErr = err
+		sh.add(&sh.signOnFailures)
+		t.conn.Close()
+		t.conn = nil
+		return false
+	}
+	sh.add(&sh.signOns)
+	return true
+}
+
+// signOn sends the session's sign-on request and hands it the reply.
+func (t *terminal) signOn(sh *shard) error {
+	t.req.Reset()
+	if err := t.session.BuildSignOn(t.req, time.Now()); err != nil {
+		return err
+	}
+	if err := t.send(); err != nil {
+		return fmt.Errorf("sign-on: %w", err)
+	}
+	used, err := t.await(sh)
+	if err != nil {
+		return fmt.Errorf("sign-on: %w", err)
+	}
+	defer t.consume(used)
+	if !replyMTI(t.req, t.resp) {
+		return fmt.Errorf("sign-on answered with MTI %s", t.resp.MTI())
+	}
+	return t.session.SignedOn(t.resp)
 }
 
 // run sends requests until the deadline: back to back in a closed loop, or at the terminal's share of the
@@ -195,12 +235,9 @@ func (t *terminal) run(ctx context.Context, rec *recorder, start, deadline time.
 		} else if !intended.Before(deadline) {
 			return
 		}
-		if t.conn == nil {
-			if err := t.dial(ctx); err != nil {
-				sh.add(&sh.errors)
-				sleepUntil(ctx, time.Now().Add(reconnectPause))
-				continue
-			}
+		if t.conn == nil && !t.connect(ctx, sh) {
+			sleepUntil(ctx, time.Now().Add(reconnectPause))
+			continue
 		}
 		t.exchange(rec, sh, intended)
 	}
@@ -227,22 +264,66 @@ func (t *terminal) exchange(rec *recorder, sh *shard, intended time.Time) {
 	k := t.cfg.Mix.pick(t.seq*2654435761 + uint64(t.id))
 	t.seq++
 	t.req.Reset()
-	now := time.Now()
-	k, err := t.b.Build(t.req, k, now)
+	k, err := t.b.Build(t.req, k, time.Now())
 	if err != nil {
 		sh.add(&sh.errors)
 		return
 	}
-	if t.out, err = t.req.AppendFrame(t.cfg.Spec.Framing(), t.out[:0]); err != nil {
-		sh.add(&sh.errors)
+	sh.sentOne(k)
+	if err := t.send(); err != nil {
+		if errors.Is(err, errWrite) {
+			t.broken(sh)
+		} else {
+			sh.add(&sh.errors)
+		}
 		return
 	}
-	sh.sentOne(k)
-	if _, err := t.conn.Write(t.out); err != nil {
+	used, err := t.await(sh)
+	switch {
+	case err == nil:
+	case errors.Is(err, errTimeout):
+		sh.add(&sh.timeouts)
+		t.b.Answered(t.req, nil)
+		return
+	default:
 		t.broken(sh)
 		return
 	}
-	t.conn.SetReadDeadline(now.Add(t.cfg.Timeout))
+	defer t.consume(used)
+	if !replyMTI(t.req, t.resp) || t.b.Answered(t.req, t.resp) != nil {
+		sh.add(&sh.invalid)
+		return
+	}
+	code, _ := t.resp.Value(39)
+	rec.answered(sh, code, intended, time.Now())
+}
+
+var (
+	errWrite   = errors.New("connection lost while sending")
+	errTimeout = errors.New("no reply in time")
+)
+
+// send frames t.req, seals it when the builder does, and writes it.
+func (t *terminal) send() error {
+	var err error
+	if t.out, err = t.req.AppendFrame(t.cfg.Spec.Framing(), t.out[:0]); err != nil {
+		return err
+	}
+	if t.sealer != nil {
+		t.sealer.Seal(t.req, t.out)
+	}
+	if _, err := t.conn.Write(t.out); err != nil {
+		return errWrite
+	}
+	return nil
+}
+
+// await reads until the reply matching t.req (same 11 and 41) is in t.resp and returns the bytes of t.buf
+// it used, to consume once done with t.resp. Keep-alives are skipped; undecodable frames count as errors
+// and replies to other requests as unmatched. It returns errTimeout when no reply came in time, or another
+// error when the connection is unusable.
+func (t *terminal) await(sh *shard) (int, error) {
+	t.conn.SetReadDeadline(time.Now().Add(t.cfg.Timeout))
 	fr := t.cfg.Spec.Framing()
 	stan, _ := t.req.Value(11)
 	tid, _ := t.req.Value(41)
@@ -251,39 +332,37 @@ func (t *terminal) exchange(rec *recorder, sh *shard, intended time.Time) {
 		if err == codec.ErrNeedMore {
 			if err := t.fill(); err != nil {
 				if ne, ok := err.(net.Error); ok && ne.Timeout() {
-					sh.add(&sh.timeouts)
-					t.b.Answered(t.req, nil)
-					return
+					return 0, errTimeout
 				}
-				t.broken(sh)
-				return
+				return 0, err
 			}
 			continue
 		}
 		if err != nil { // a bad length header: the stream cannot be resynchronised
-			t.broken(sh)
-			return
+			return 0, err
+		}
+		if fr.IsKeepAlive(body) {
+			t.consume(used)
+			continue
 		}
 		t.resp.Reset()
-		uerr := error(nil)
-		if !fr.IsKeepAlive(body) {
-			uerr = t.resp.UnpackFrame(fr, body)
-		}
-		switch {
-		case fr.IsKeepAlive(body):
-		case uerr != nil:
+		switch err := t.resp.UnpackFrame(fr, body); {
+		case err != nil:
 			sh.add(&sh.errors)
 		case !equal(t.resp, 11, stan) || !equal(t.resp, 41, tid):
 			sh.add(&sh.unmatched)
 		default:
-			code, _ := t.resp.Value(39)
-			rec.answered(sh, code, intended, time.Now())
-			t.b.Answered(t.req, t.resp)
-			t.consume(used)
-			return
+			return used, nil
 		}
 		t.consume(used)
 	}
+}
+
+// replyMTI reports whether resp's MTI answers req's: the same with the function digit plus one (0200 ->
+// 0210).
+func replyMTI(req, resp *codec.Message) bool {
+	q, r := req.MTIBytes(), resp.MTIBytes()
+	return len(q) == 4 && len(r) == 4 && q[0] == r[0] && q[1] == r[1] && q[2]+1 == r[2] && q[3] == r[3]
 }
 
 func equal(m *codec.Message, n int, want []byte) bool {

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/railswitch/railswitch/server"
+	"go.uber.org/zap"
 )
 
 // startSimBank runs `switch sim bank` in-process on a free port and returns its address; the command stops
@@ -76,6 +79,39 @@ func TestLoadtestCommandAgainstSimBank(t *testing.T) {
 	}
 }
 
+func TestLoadtestCommandSignsOnCupPosTerminalsAtTheDemoSwitch(t *testing.T) {
+	d, err := server.StartDemo(context.Background(), t.TempDir(), server.DemoAddrs{LoadTerminals: 2}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		d.Close(ctx)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if ok, _ := d.Ready(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the demo's bank links never signed on")
+		}
+	}
+	out, err := runCmd(newLoadtestCmd(), "", "--target", d.Channels()[0].Addr(), "--spec", "cup-pos", "--terminals", "2",
+		"--max", "--duration", "500ms", "--mix", "purchase=80,balance=10,void=10", "--metrics", "http://"+d.AdminAddr()+"/metrics")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"sign-ons: 2, failed 0", "0 timeouts, 0 errors, 0 unmatched, 0 invalid", "target CPU"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "responses: 00=") == strings.Contains(out, "responses: 00=0") {
+		t.Errorf("no approvals:\n%s", out)
+	}
+}
+
 func TestLoadtestCommandRefusesBadFlags(t *testing.T) {
 	tests := []struct {
 		name string
@@ -84,7 +120,9 @@ func TestLoadtestCommandRefusesBadFlags(t *testing.T) {
 	}{
 		{"neither --max nor --rate", []string{"--target", "x:1", "--spec", "iso87-ascii"}, "--max or --rate"},
 		{"both --max and --rate", []string{"--target", "x:1", "--spec", "iso87-ascii", "--max", "--rate", "5"}, "--max or --rate"},
-		{"terminal spec has no builder yet", []string{"--target", "x:1", "--spec", "cup-pos", "--max"}, "host specs"},
+		{"kiosk spec has no builder", []string{"--target", "x:1", "--spec", "kiosk", "--max"}, "no request builder"},
+		{"TMK not hex", []string{"--target", "x:1", "--spec", "cup-pos", "--max", "--tmk", "XYZ"}, "--tmk"},
+		{"terminal id prefix too long", []string{"--target", "x:1", "--spec", "cup-pos", "--max", "--tid-prefix", "LOADTEST"}, "prefix"},
 		{"bad mix", []string{"--target", "x:1", "--spec", "iso87-ascii", "--max", "--mix", "refund=1"}, "unknown kind"},
 	}
 	for _, tt := range tests {

@@ -38,15 +38,17 @@ type Reversals interface {
 	Enqueue(ctx context.Context, acquirer, link, txnID string, msg []byte) error
 }
 
+// Intents make a request's reversal durable before the request leaves for a bank, until it has an outcome:
+// a node that stops abruptly in between reverses it at its next start. Begin returns the intent's id.
+type Intents interface {
+	Begin(ctx context.Context, acquirer, link, txnID string, reversal []byte) (string, error)
+	End(ctx context.Context, acquirer, id string) error
+}
+
 // macField is the field that carries m's MAC on this acquirer's link.
 func (a *Acquirer) macField(m *codec.Message) int {
 	if a.MACField != 0 {
 		return a.MACField
 	}
-	for _, n := range m.Fields() {
-		if n > 64 && n != 128 {
-			return 128
-		}
-	}
-	return 64
+	return macFieldOf(m)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,7 @@ type Config struct {
 	Counter   link.Counter // STAN and RRN per acquirer
 	Journal   Journal
 	Reversals Reversals
+	Intents   Intents // nil: requests leave without an intent record
 	Txns      TxnStore
 	// TimeoutCode is sent to a terminal whose request got no answer in time (default 98).
 	TimeoutCode string
@@ -70,6 +72,8 @@ type Flow struct {
 	msgs  sync.Pool
 	seq   atomic.Uint64
 	stats Stats
+	// inflight holds the requests at a bank by terminal/batch/trace: a channel closed when it is answered.
+	inflight sync.Map
 }
 
 // Stats count what the flow answered.
@@ -145,8 +149,9 @@ func (f *Flow) Frame(s *channel.Session, body []byte) {
 		f.send(ctx, s, rsp, rc, nil)
 		return
 	}
-	sess, ok, err := f.cfg.Manager.Sessions.Get(ctx, t.ID)
+	sess, ok, err := f.cfg.Manager.Session(ctx, t)
 	if err != nil {
+		f.cfg.Log.Error("terminal session unavailable", zap.String("terminal", t.ID), zap.Error(err))
 		f.send(ctx, s, rsp, RCMalfunction, nil)
 		return
 	}
@@ -155,27 +160,48 @@ func (f *Flow) Frame(s *channel.Session, body []byte) {
 		f.send(ctx, s, rsp, RCMACFailed, nil)
 		return
 	}
-	if !f.verifyMAC(ctx, sess.MAK, req) {
+	if !f.verifyMAC(ctx, t, sess.MAK, req) {
 		f.stats.MACFailures.Add(1)
 		f.send(ctx, s, rsp, RCMACFailed, nil)
 		return
 	}
 	rc := f.financial(ctx, t, &sess, req, rsp, received)
-	f.send(ctx, s, rsp, rc, &sess.MAK)
+	f.send(ctx, s, rsp, rc, &termMAC{key: sess.MAK, profile: t.MACAlgorithm()})
 }
 
-// verifyMAC checks field 64 of a terminal message (the UnionPay ECB MAC over MTI to field 63).
-func (f *Flow) verifyMAC(ctx context.Context, mak hsm.Key, req *codec.Message) bool {
-	mab, ok := req.BytesBefore(64)
+// termMAC is the key and profile (terminal.MACCupECB or terminal.MACX919) of a terminal's MACs.
+type termMAC struct {
+	key     hsm.Key
+	profile string
+}
+
+// verifyMAC checks the MAC of a terminal message by the terminal's profile: the UnionPay ECB MAC in 64 over
+// MTI to field 63, or the X9.19 MAC in 64 (128 with a secondary bitmap) over the message before it.
+func (f *Flow) verifyMAC(ctx context.Context, t *terminal.Terminal, mak hsm.Key, req *codec.Message) bool {
+	alg, n := hsm.MACCupECB, 64
+	if t.MACAlgorithm() == terminal.MACX919 {
+		alg, n = hsm.MACX919, macFieldOf(req)
+	}
+	mab, ok := req.BytesBefore(n)
 	if !ok {
 		return false
 	}
-	mac, _ := req.Value(64)
-	return f.cfg.HSM.VerifyMAC(ctx, mak, hsm.MACCupECB, mab, mac) == nil
+	mac, _ := req.Value(n)
+	return f.cfg.HSM.VerifyMAC(ctx, mak, alg, mab, mac) == nil
+}
+
+// macFieldOf is the ISO 8583:1987 MAC field of m: 64, or 128 when m has a secondary bitmap.
+func macFieldOf(m *codec.Message) int {
+	for _, n := range m.Fields() {
+		if n > 64 && n != 128 {
+			return 128
+		}
+	}
+	return 64
 }
 
 // send sets the response code and replies; approvals carry a MAC under the terminal's MAK.
-func (f *Flow) send(ctx context.Context, s *channel.Session, rsp *codec.Message, rc string, mak *hsm.Key) {
+func (f *Flow) send(ctx context.Context, s *channel.Session, rsp *codec.Message, rc string, mac *termMAC) {
 	_ = rsp.SetString(39, rc)
 	if rc == RCApproved {
 		f.stats.Approved.Add(1)
@@ -184,10 +210,16 @@ func (f *Flow) send(ctx context.Context, s *channel.Session, rsp *codec.Message,
 	}
 	var frame []byte
 	var err error
-	if mak != nil && rc == RCApproved {
-		frame, err = f.frameWithMAC(ctx, rsp, *mak)
-	} else {
+	switch {
+	case mac != nil && rc == RCApproved && mac.profile == terminal.MACX919:
+		if err = signMessage(ctx, f.cfg.HSM, mac.key, hsm.MACX919, macFieldOf(rsp), 8, rsp); err == nil {
+			frame, err = rsp.AppendFrame(f.cfg.Framing, nil)
+		}
+	case mac != nil && rc == RCApproved:
+		frame, err = f.frameWithMAC(ctx, rsp, mac.key)
+	default:
 		rsp.Unset(64)
+		rsp.Unset(128)
 		frame, err = rsp.AppendFrame(f.cfg.Framing, nil)
 	}
 	if err != nil {
@@ -267,6 +299,13 @@ func (f *Flow) financial(ctx context.Context, t *terminal.Terminal, sess *termin
 		if err != nil {
 			return RCMalfunction
 		}
+		if !ok && req.MTI()[:2] == "04" {
+			// Nothing was approved, so there is nothing to undo: acknowledge without asking a bank (BASE24
+			// behaviour; a terminal would otherwise repeat the reversal forever).
+			f.cfg.Log.Info("reversal of an unknown original acknowledged", zap.String("terminal", t.ID),
+				zap.String("trace", req.String(11)))
+			return RCApproved
+		}
 		if !ok {
 			return RCNoOriginal
 		}
@@ -278,6 +317,15 @@ func (f *Flow) financial(ctx context.Context, t *terminal.Terminal, sess *termin
 		attempt = f.cfg.Balancer().BeginPinned(id)
 	default:
 		return RCNotPermitted
+	}
+	if req.MTI()[:2] != "04" {
+		// A reversal of this request that arrives while it is still at the bank waits for its answer (see
+		// original), so that an approval arriving after the terminal gave up is still reversed.
+		batch, _ := req.Subfield(60, 2)
+		key, done := t.ID+"/"+string(batch)+"/"+req.String(11), make(chan struct{})
+		if _, dup := f.inflight.LoadOrStore(key, done); !dup {
+			defer func() { f.inflight.Delete(key); close(done) }()
+		}
 	}
 	return f.exchange(ctx, t, sess, req, rsp, &attempt, original, received)
 }
@@ -305,12 +353,20 @@ func (f *Flow) cardNumber(ctx context.Context, sess *terminal.Session, req *code
 	return "", errors.New("track 2 has no separator")
 }
 
-// original finds the transaction a request refers to: for a reversal the one with its own trace number in
-// its batch (60.2, 11), for a void, refund or completion the one named in 61 (61.1 batch, 61.2 trace).
+// original finds the transaction a request refers to. For a reversal: the one with its own trace number in
+// its batch (60.2, 11), once that request is no longer at the bank. For a void, refund or completion: the one
+// named in 61 (61.1 batch, 61.2 trace) or, without 61 (kiosks), the one whose reply carried the RRN in 37. A
+// kiosk's 90 names its own trace and time, not what the switch sent, so it is not used.
 func (f *Flow) original(ctx context.Context, t *terminal.Terminal, req *codec.Message) (Txn, bool, error) {
 	if req.MTI()[:2] == "04" {
 		batch, _ := req.Subfield(60, 2)
+		if done, busy := f.inflight.Load(t.ID + "/" + string(batch) + "/" + req.String(11)); busy {
+			<-done.(chan struct{}) // bounded by the acquirer's timeout
+		}
 		return f.cfg.Txns.Get(ctx, t.ID, string(batch), req.String(11))
+	}
+	if !req.Has(61) && req.Has(37) {
+		return f.cfg.Txns.GetByRRN(ctx, t.ID, req.String(37))
 	}
 	batch, ok1 := req.Subfield(61, 1)
 	trace, ok2 := req.Subfield(61, 2)
@@ -344,10 +400,18 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *termina
 			f.cfg.Log.Error("cannot build the acquirer's request", zap.String("acquirer", acq.Name), zap.Error(err))
 			return RCMalfunction
 		}
+		intent, err := f.beginIntent(ctx, acq, choice.Link, out, env.txnID)
+		if err != nil {
+			attempt.NotSent()
+			f.msgs.Put(out)
+			f.cfg.Log.Error("cannot record the intent; request not sent", zap.String("txn", env.txnID), zap.Error(err))
+			return RCMalfunction
+		}
 		deadline := f.cfg.Now().Add(acq.Timeout)
 		resp, err := ln.Send(ctx, out, deadline)
 		if err != nil {
 			if !link.Written(err) {
+				f.endIntent(ctx, acq, intent)
 				attempt.NotSent()
 				f.msgs.Put(out)
 				continue
@@ -356,15 +420,46 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *termina
 			attempt.Done(router.Timeout)
 			f.stats.Timeouts.Add(1)
 			f.reverse(ctx, acq, choice.Link, out, DefaultTimeoutRC, env.txnID)
+			f.endIntent(ctx, acq, intent)
 			f.msgs.Put(out)
 			return f.cfg.TimeoutCode
 		}
 		attempt.Sent()
 		attempt.Done(router.Success)
 		rc := f.finish(ctx, t, sess, req, rsp, acq, choice.Link, out, resp.Message, env, original, received)
+		f.endIntent(ctx, acq, intent) // before the terminal's reply: an approval it got is never reversed later
 		resp.Release()
 		f.msgs.Put(out)
 		return rc
+	}
+}
+
+// beginIntent records the reversal of out durably before it is sent (no-op without Intents).
+func (f *Flow) beginIntent(ctx context.Context, acq *Acquirer, id router.LinkID, out *codec.Message, txnID string) (string, error) {
+	if f.cfg.Intents == nil {
+		return "", nil
+	}
+	rev := f.message(acq.Spec)
+	defer f.msgs.Put(rev)
+	if err := BuildReversal(out, rev, acq.ReversalMTI, DefaultTimeoutRC); err != nil {
+		return "", err
+	}
+	packed, err := rev.Pack(nil)
+	if err != nil {
+		return "", err
+	}
+	return f.cfg.Intents.Begin(ctx, acq.Name, formatLinkID(id), txnID, packed)
+}
+
+// endIntent forgets the intent of a request whose outcome is handled: answered (and journaled), reversal
+// queued, or never sent.
+func (f *Flow) endIntent(ctx context.Context, acq *Acquirer, intent string) {
+	if intent == "" {
+		return
+	}
+	if err := f.cfg.Intents.End(ctx, acq.Name, intent); err != nil {
+		// Left behind, the intent reverses this request at the next start.
+		f.cfg.Log.Error("cannot remove an intent", zap.String("acquirer", acq.Name), zap.Error(err))
 	}
 }
 
@@ -387,12 +482,17 @@ func SignForAcquirer(ctx context.Context, module hsm.Module, acq *Acquirer, out 
 	if acq.ZAK == nil {
 		return nil
 	}
-	macField := acq.macField(out)
-	def, _ := acq.Spec.Field(macField)
-	if err := out.Set(macField, make([]byte, def.Size)); err != nil {
+	return signMessage(ctx, module, *acq.ZAK, acq.MAC, acq.macField(out), acq.MACBytes, out)
+}
+
+// signMessage sets MAC field n of m (the message's last field) to the MAC of the packed message before it:
+// macBytes bytes of the MAC, the rest of the field zero-filled.
+func signMessage(ctx context.Context, module hsm.Module, key hsm.Key, alg hsm.MACAlgorithm, n, macBytes int, m *codec.Message) error {
+	def, _ := m.Spec().Field(n)
+	if err := m.Set(n, make([]byte, def.Size)); err != nil {
 		return err
 	}
-	packed, err := out.Pack(nil)
+	packed, err := m.Pack(nil)
 	if err != nil {
 		return err
 	}
@@ -400,13 +500,13 @@ func SignForAcquirer(ctx context.Context, module hsm.Module, acq *Acquirer, out 
 	if def.Encoding == codec.EncHex {
 		wire *= 2
 	}
-	mac, err := module.GenerateMAC(ctx, *acq.ZAK, acq.MAC, packed[:len(packed)-wire])
+	mac, err := module.GenerateMAC(ctx, key, alg, packed[:len(packed)-wire])
 	if err != nil {
 		return err
 	}
 	field := make([]byte, def.Size)
-	copy(field, mac[:min(acq.MACBytes, len(mac), def.Size)])
-	return out.Set(macField, field)
+	copy(field, mac[:min(macBytes, len(mac), def.Size)])
+	return m.Set(n, field)
 }
 
 // verifyBank checks the MAC of an acquirer's response.
@@ -492,9 +592,13 @@ func (f *Flow) finish(ctx context.Context, t *terminal.Terminal, sess *terminal.
 	return rc
 }
 
-// recordKind tells the journal what a request does, from its MTI, processing code and 60.1.
+// recordKind tells the journal what a request does, from its MTI, processing code and 60.1; without 60
+// (kiosks), a 0200 with processing code 20 is a refund.
 func recordKind(req *codec.Message) journal.Kind {
-	typ, _ := req.Subfield(60, 1)
+	typ, ok := req.Subfield(60, 1)
+	if !ok && req.MTI() == "0200" && strings.HasPrefix(req.String(3), "20") {
+		return journal.KindRefund
+	}
 	switch string(typ) {
 	case "23", "11", "21":
 		return journal.KindVoid

@@ -22,27 +22,42 @@ type Txn struct {
 	Counted, Debit bool
 }
 
-// TxnStore keeps originals by terminal, batch and trace number (the keys a terminal's void carries in 61).
+// TxnStore keeps originals by terminal, batch and trace number (the keys a UnionPay terminal's void carries in
+// 61), and by terminal and the RRN the switch sent (field 37, which a kiosk's refund carries).
 type TxnStore interface {
+	// Put stores t under both keys: tid, batch and trace, and tid and t.RRN.
 	Put(ctx context.Context, tid, batch, trace string, t Txn) error
 	Get(ctx context.Context, tid, batch, trace string) (Txn, bool, error)
+	GetByRRN(ctx context.Context, tid, rrn string) (Txn, bool, error)
 }
 
 // MemoryTxns is the embedded TxnStore.
 type MemoryTxns struct {
-	mu sync.Mutex
-	m  map[string]Txn
+	mu    sync.Mutex
+	m     map[string]Txn
+	byRRN map[string]Txn
 }
 
 // NewMemoryTxns returns an empty embedded transaction store.
-func NewMemoryTxns() *MemoryTxns { return &MemoryTxns{m: map[string]Txn{}} }
+func NewMemoryTxns() *MemoryTxns { return &MemoryTxns{m: map[string]Txn{}, byRRN: map[string]Txn{}} }
 
 // Put stores an original.
 func (s *MemoryTxns) Put(_ context.Context, tid, batch, trace string, t Txn) error {
 	s.mu.Lock()
 	s.m[tid+"/"+batch+"/"+trace] = t
+	if t.RRN != "" {
+		s.byRRN[tid+"/"+t.RRN] = t
+	}
 	s.mu.Unlock()
 	return nil
+}
+
+// GetByRRN finds an original by its terminal and the RRN the switch sent for it.
+func (s *MemoryTxns) GetByRRN(_ context.Context, tid, rrn string) (Txn, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.byRRN[tid+"/"+rrn]
+	return t, ok, nil
 }
 
 // Get finds an original.

@@ -66,9 +66,9 @@ type AcquirerConfig struct {
 	ZPK           string            `yaml:"zpk"` // key names in the key store
 	ZAK           string            `yaml:"zak"`
 	ZMK           string            `yaml:"zmk"`
-	MAC           string            `yaml:"mac"`       // MAC algorithm, default x9.19
-	MACField      int               `yaml:"mac_field"` // 64 or 128; 0 no MAC
-	PINFormat     string            `yaml:"pin_format"`
+	MAC           string            `yaml:"mac"`          // MAC algorithm, default x9.19
+	MACField      int               `yaml:"mac_field"`    // 64 or 128; 0 no MAC
+	PINFormat     string            `yaml:"pin_format"`   // ISO 9564 format the bank takes: 0 (default), 1, 3, 4
 	Timeout       Duration          `yaml:"timeout"`      // default 10s
 	ReversalMTI   string            `yaml:"reversal_mti"` // 0400 or 0420 (default)
 	InstitutionID string            `yaml:"institution_id"`

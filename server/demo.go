@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -37,8 +38,20 @@ var demoTerminals = []string{"22003600", "22003601", "RW000001", "10000001", "10
 
 // DemoAddrs are where the demo listens, and its one tunable.
 type DemoAddrs struct {
-	POS, Rail, Admin string        // terminal channels and the admin server; empty picks a free port
-	Timeout          time.Duration // how long the switch waits for a bank's answer (default 5s)
+	POS, Rail, Kiosk, Admin string        // terminal channels and the admin server; empty picks a free port
+	Timeout                 time.Duration // how long the switch waits for a bank's answer (default 5s)
+	// LoadTerminals registers that many more terminals for load tests: LT000001, LT000002, ... on the pos
+	// channel, merchant 898110000000009, the demo's test TMK (switch loadtest --tid-prefix LT).
+	LoadTerminals int
+}
+
+// loadTerminalIDs are the ids of the load-test terminals.
+func loadTerminalIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("LT%06d", i+1)
+	}
+	return ids
 }
 
 // demoAccounts gives each simulated bank accounts for the published test cards, with PIN 123456, so that
@@ -100,7 +113,7 @@ func StartDemo(ctx context.Context, dir string, addrs DemoAddrs, log *zap.Logger
 		timeout = 5 * time.Second
 	}
 	repl := strings.NewReplacer("{{BANK_A}}", d.BankAddrs[0], "{{BANK_B}}", d.BankAddrs[1], "{{TIMEOUT}}", timeout.String(),
-		"{{POS}}", freeAddr(addrs.POS), "{{RAIL}}", freeAddr(addrs.Rail), "{{ADMIN}}", freeAddr(addrs.Admin))
+		"{{POS}}", freeAddr(addrs.POS), "{{RAIL}}", freeAddr(addrs.Rail), "{{KIOSK}}", freeAddr(addrs.Kiosk), "{{ADMIN}}", freeAddr(addrs.Admin))
 	entries, _ := demoFS.ReadDir("demo")
 	for _, e := range entries {
 		data, _ := demoFS.ReadFile("demo/" + e.Name())
@@ -108,7 +121,10 @@ func StartDemo(ctx context.Context, dir string, addrs DemoAddrs, log *zap.Logger
 			return nil, err
 		}
 	}
-	if _, err := demoKeys(ctx, dir); err != nil {
+	if err := appendLoadTerminals(filepath.Join(dir, "terminals.yaml"), addrs.LoadTerminals); err != nil {
+		return nil, err
+	}
+	if _, err := demoKeys(ctx, dir, addrs.LoadTerminals); err != nil {
 		return nil, err
 	}
 	if os.Getenv("SWITCH_ADMIN_TOKEN") == "" {
@@ -127,6 +143,23 @@ func StartDemo(ctx context.Context, dir string, addrs DemoAddrs, log *zap.Logger
 	return d, nil
 }
 
+// appendLoadTerminals adds n load-test terminals to the demo's terminals file.
+func appendLoadTerminals(path string, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	for _, id := range loadTerminalIDs(n) {
+		fmt.Fprintf(w, "  - {id: %q, merchant: \"898110000000009\", channel: pos, tmk: term/%s/tmk}\n", id, id)
+	}
+	return w.Flush()
+}
+
 // freeAddr returns addr, or a loopback address with a port the kernel picks when addr is empty.
 func freeAddr(addr string) string {
 	if addr != "" {
@@ -137,7 +170,7 @@ func freeAddr(addr string) string {
 
 // demoKeys makes a fresh LMK (in lmk.key, 0600, which the demo configuration names) and a key store with the
 // demo's terminal and zone keys.
-func demoKeys(ctx context.Context, dir string) (*hsm.LMK, error) {
+func demoKeys(ctx context.Context, dir string, loadTerminals int) (*hsm.LMK, error) {
 	lmk, lmkHex, err := hsm.GenerateLMK(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -158,10 +191,13 @@ func demoKeys(ctx context.Context, dir string) (*hsm.LMK, error) {
 		_, err = store.Put(k)
 		return err
 	}
-	for _, tid := range demoTerminals {
+	for _, tid := range append(demoTerminals, loadTerminalIDs(loadTerminals)...) {
 		if err := add("term/"+tid+"/tmk", hsm.KeyTMK, demoTMK); err != nil {
 			return nil, err
 		}
+	}
+	if err := demoKioskKeys(ctx, sw, store); err != nil {
+		return nil, err
 	}
 	for name, zone := range map[string]string{"bank-a": demoZoneA, "bank-b": demoZoneB} {
 		if err := add("acq/"+name+"/zpk", hsm.KeyZPK, zone); err != nil {
@@ -181,13 +217,40 @@ func demoKeys(ctx context.Context, dir string) (*hsm.LMK, error) {
 	return lmk, nil
 }
 
+// Static keys of the demo kiosk 20000001 (terminals.yaml): the X9.19 MAC key of unionpay-pos.md section 5 and
+// the PIN key of test vector B, the keys of simulators/scenarios/07-kiosk.yaml.
+const (
+	demoKioskMAK = "5775204D69616F6A756E404726444311"
+	demoKioskPIK = "70F2A84CCBC2AE8625CBB0F2C22AB923"
+)
+
+// demoKioskKeys puts the demo kiosk's static MAK (a TAK) and PIK (a TPK) into the key store.
+func demoKioskKeys(ctx context.Context, sw *hsm.Software, store *hsm.KeyStore) error {
+	for name, k := range map[string]struct {
+		typ   hsm.KeyType
+		clear string
+	}{"term/20000001/mak": {hsm.KeyTAK, demoKioskMAK}, "term/20000001/pik": {hsm.KeyTPK, demoKioskPIK}} {
+		key, err := importClear(ctx, sw, name, k.typ, k.clear)
+		if err != nil {
+			return fmt.Errorf("demo key %s: %w", name, err)
+		}
+		if _, err := store.Put(key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // importClear takes a clear test key in as a two-component ceremony: the key itself and a component of 01
-// bytes, whose XOR the module sets to odd parity again (the key has odd parity).
+// bytes, whose XOR the module sets to odd parity again. Components must have odd parity, and some published
+// keys do not (the X9.19 MAC vector's key has even-parity bytes), so the first component is the key with its
+// parity set: DES ignores the parity bit of each byte, so the key gives the same MACs and check value.
 func importClear(ctx context.Context, sw *hsm.Software, name string, typ hsm.KeyType, clearHex string) (hsm.Key, error) {
 	clear, err := hex.DecodeString(clearHex)
 	if err != nil {
 		return hsm.Key{}, err
 	}
+	hsm.FixParity(clear)
 	ones := make([]byte, len(clear))
 	for i := range ones {
 		ones[i] = 0x01

@@ -10,11 +10,11 @@ import (
 )
 
 // TestShippedScenariosPassThroughTheSwitch runs the simulator's scenario suite for UnionPay and railway POS
-// terminals against the demo switch and its two simulated banks, over TCP like real terminals.
+// terminals and the ticket kiosk against the demo switch and its two simulated banks, over TCP like real terminals.
 func TestShippedScenariosPassThroughTheSwitch(t *testing.T) {
 	d := startTestDemo(t)
-	files, _ := filepath.Glob("../simulators/scenarios/0[1-6]-*.yaml")
-	if len(files) != 6 {
+	files, _ := filepath.Glob("../simulators/scenarios/0[1-7]-*.yaml")
+	if len(files) != 7 {
 		t.Fatalf("found %d scenario files", len(files))
 	}
 	for _, path := range files {
@@ -23,7 +23,10 @@ func TestShippedScenariosPassThroughTheSwitch(t *testing.T) {
 			t.Fatal(err)
 		}
 		target := d.Channels()[0].Addr()
-		if f.Terminal != nil && f.Terminal.Spec == "rail-pos" {
+		switch {
+		case f.Kiosk != nil:
+			target = d.Channels()[2].Addr()
+		case f.Terminal != nil && f.Terminal.Spec == "rail-pos":
 			target = d.Channels()[1].Addr()
 		}
 		var out bytes.Buffer

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,7 @@ type Switch struct {
 	shippers  []*journal.Shipper
 	reversals flow.Reversals
 	queue     *saf.Queue
+	intents   *intents // nil without journal fsync: then a crash loses more than intents could save
 	channels  []*channel.Channel
 	flows     []*flow.Flow
 	counter   link.Counter
@@ -153,6 +155,13 @@ func (s *Switch) buildReversals() error {
 		return err
 	}
 	s.queue, s.reversals = q, q
+	if s.cfg.Journal.Fsync == nil || *s.cfg.Journal.Fsync {
+		istore, err := saf.OpenFileStore(filepath.Join(s.cfg.Path(s.cfg.Reversals.Dir), "intents"), saf.FileStoreOptions{Log: s.log})
+		if err != nil {
+			return err
+		}
+		s.intents = newIntents(istore, sealer, s.cfg.Node.ID)
+	}
 	return nil
 }
 
@@ -238,7 +247,7 @@ func (s *Switch) buildTerminals() error {
 		return err
 	}
 	s.manager = &terminal.Manager{Registry: s.registry, Sessions: sessions, Batches: terminal.NewMemoryBatches(),
-		HSM: s.module, TMK: s.keys.Get, Log: s.log}
+		HSM: s.module, Keys: s.keys.Get, Log: s.log}
 	return nil
 }
 
@@ -321,6 +330,11 @@ func (s *Switch) buildAcquirers() error {
 			InstitutionID: ac.InstitutionID, ForwarderID: ac.ForwarderID}
 		if fa.Timeout == 0 {
 			fa.Timeout = 10 * time.Second
+		}
+		if ac.PINFormat != "" {
+			if fa.PINFormat, err = hsm.ParsePINBlockFormat(ac.PINFormat); err != nil {
+				return fmt.Errorf("acquirers.%s.pin_format: %w", ra.Name, err)
+			}
 		}
 		for termSpec, ref := range ac.Maps {
 			if fa.Requests[termSpec], err = compile(ref.Request); err != nil {
@@ -434,10 +448,14 @@ func (s *Switch) buildChannels() error {
 		if idle == 0 {
 			idle = 10 * time.Minute
 		}
-		fl := flow.New(flow.Config{Channel: cc.Name, Spec: spec, Framing: spec.Framing(), Manager: s.manager,
+		fc := flow.Config{Channel: cc.Name, Spec: spec, Framing: spec.Framing(), Manager: s.manager,
 			HSM: s.module, Router: s.router, Balancer: s.balancer.Load, Links: s.pool, Limits: s.limiter,
 			Acquirers: s.acquirers, Counter: s.counter, Journal: s.journal, Reversals: s.reversals,
-			Txns: flow.NewMemoryTxns(), NodeID: s.cfg.Node.ID, Posting: s.cfg.Node.Posting, Log: s.log})
+			Txns: flow.NewMemoryTxns(), NodeID: s.cfg.Node.ID, Posting: s.cfg.Node.Posting, Log: s.log}
+		if s.intents != nil {
+			fc.Intents = s.intents
+		}
+		fl := flow.New(fc)
 		ch := channel.New(channel.Config{Name: cc.Name, Addr: cc.Listen, Framing: spec.Framing(), Allow: allow,
 			MaxConns: cc.MaxConns, IdleTimeout: idle, MaxInFlight: cc.MaxInFlight, TLS: tlsCfg}, fl, s.log)
 		s.channels = append(s.channels, ch)
@@ -450,6 +468,11 @@ func (s *Switch) buildChannels() error {
 func (s *Switch) Start(ctx context.Context) error {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.pool.Start()
+	if s.intents != nil {
+		if err := s.intents.recoverIntents(ctx, s.reversals, s.log); err != nil {
+			return fmt.Errorf("intents: %w", err)
+		}
+	}
 	for _, sh := range s.shippers {
 		go func() { _ = sh.Run(ctx) }()
 	}
@@ -495,6 +518,9 @@ func (s *Switch) Stop(ctx context.Context) error {
 	errs = append(errs, s.pool.Close(ctx))
 	if s.queue != nil {
 		errs = append(errs, s.queue.Close())
+	}
+	if s.intents != nil {
+		errs = append(errs, s.intents.store.Close())
 	}
 	if s.cancel != nil {
 		s.cancel()

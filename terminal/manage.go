@@ -25,8 +25,8 @@ type Manager struct {
 	Sessions Sessions
 	Batches  Batches
 	HSM      hsm.Module
-	// TMK returns the terminal master key of that name from the key store.
-	TMK func(name string) (hsm.Key, error)
+	// Keys returns the key of that name from the key store: terminals' TMKs and static working keys.
+	Keys func(name string) (hsm.Key, error)
 	// AcquirerID is field 32 of sign-on replies (the acquiring institution code), digits; empty leaves it out.
 	AcquirerID string
 	Now        func() time.Time
@@ -96,6 +96,23 @@ func (m *Manager) Handle(ctx context.Context, t *Terminal, req, rsp *codec.Messa
 	return rc
 }
 
+// Session returns a terminal's session: the stored one of a terminal that signs on, or for a terminal with
+// static keys one that is always signed on with those keys (no batch: such terminals do not settle here).
+func (m *Manager) Session(ctx context.Context, t *Terminal) (Session, bool, error) {
+	if !t.Static() {
+		return m.Sessions.Get(ctx, t.ID)
+	}
+	mak, err := m.Keys(t.MAK)
+	if err != nil {
+		return Session{}, false, fmt.Errorf("terminal %s: static mak: %w", t.ID, err)
+	}
+	pik, err := m.Keys(t.PIK)
+	if err != nil {
+		return Session{}, false, fmt.Errorf("terminal %s: static pik: %w", t.ID, err)
+	}
+	return Session{TID: t.ID, SignedOn: true, PIK: pik, MAK: mak}, true, nil
+}
+
 func (m *Manager) now() time.Time {
 	if m.Now != nil {
 		return m.Now()
@@ -119,7 +136,7 @@ func (m *Manager) signOn(ctx context.Context, t *Terminal, netCode string, req, 
 	if t.KeyLayout != "" && t.KeyLayout != netCode {
 		return rcNotAllowed
 	}
-	tmk, err := m.TMK(t.TMK)
+	tmk, err := m.Keys(t.TMK)
 	if err != nil {
 		m.log().Error("sign-on: terminal master key unavailable", zap.String("terminal", t.ID), zap.Error(err))
 		return rcMalfunction

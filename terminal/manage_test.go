@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func newFixture(t *testing.T) *fixture {
 	sessions, _ := NewMemorySessions("")
 	now := time.Date(2026, 11, 27, 9, 30, 15, 0, time.UTC)
 	m := &Manager{Registry: reg, Sessions: sessions, Batches: NewMemoryBatches(), HSM: sw,
-		TMK: func(string) (hsm.Key, error) { return tmk, nil }, AcquirerID: "00085500", Now: func() time.Time { return now }}
+		Keys: func(string) (hsm.Key, error) { return tmk, nil }, AcquirerID: "00085500", Now: func() time.Time { return now }}
 	return &fixture{m: m, sw: sw, tmk: clear}
 }
 
@@ -192,5 +193,52 @@ func TestRegistryValidates(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "must be 8 characters") ||
 		!strings.Contains(err.Error(), "merchant") || !strings.Contains(err.Error(), "no tmk") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRegistryValidatesTheKeyProfile(t *testing.T) {
+	const mid = "104512541110001"
+	tests := []struct {
+		name string
+		term Terminal
+		want string // error text; empty: valid
+	}{
+		{"sign-on terminal", Terminal{ID: "22003600", Merchant: mid, TMK: "k"}, ""},
+		{"static keys without tmk", Terminal{ID: "20000001", Merchant: mid, MAC: MACX919, MAK: "m", PIK: "p"}, ""},
+		{"mak without pik", Terminal{ID: "20000001", Merchant: mid, MAK: "m"}, "go together"},
+		{"pik without mak or tmk", Terminal{ID: "20000001", Merchant: mid, PIK: "p"}, "no tmk"},
+		{"unknown mac profile", Terminal{ID: "20000001", Merchant: mid, TMK: "k", MAC: "x9.9"}, "is not cup-ecb or x9.19"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewRegistry([]Terminal{tc.term})
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestStaticKeyTerminalIsSignedOnWithItsKeys(t *testing.T) {
+	f := newFixture(t)
+	keys := map[string]hsm.Key{"kiosk/mak": {Name: "kiosk/mak"}, "kiosk/pik": {Name: "kiosk/pik"}}
+	f.m.Keys = func(name string) (hsm.Key, error) {
+		if k, ok := keys[name]; ok {
+			return k, nil
+		}
+		return hsm.Key{}, hsm.ErrKeyNotFound
+	}
+	kiosk := &Terminal{ID: "20000001", Merchant: "898110000000004", MAC: MACX919, MAK: "kiosk/mak", PIK: "kiosk/pik"}
+	s, ok, err := f.m.Session(context.Background(), kiosk)
+	if err != nil || !ok || !s.SignedOn || s.MAK.Name != "kiosk/mak" || s.PIK.Name != "kiosk/pik" {
+		t.Fatalf("session %+v ok %v err %v", s, ok, err)
+	}
+	kiosk.PIK = "missing"
+	if _, _, err := f.m.Session(context.Background(), kiosk); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Fatalf("missing static key: err %v", err)
+	}
+	pos := &Terminal{ID: "22003600", Merchant: "104512541110001", TMK: "k"}
+	if _, ok, err := f.m.Session(context.Background(), pos); ok || err != nil {
+		t.Fatalf("a terminal that never signed on has a session (ok %v err %v)", ok, err)
 	}
 }

@@ -15,11 +15,31 @@ type Terminal struct {
 	ID        string `yaml:"id"`         // field 41, 8 characters
 	Merchant  string `yaml:"merchant"`   // field 42, 15 characters
 	Channel   string `yaml:"channel"`    // the channel it must come in on; empty allows any
-	TMK       string `yaml:"tmk"`        // name of its TMK in the key store
+	TMK       string `yaml:"tmk"`        // name of its TMK in the key store (terminals that sign on)
+	MAC       string `yaml:"mac"`        // MAC profile: cup-ecb (default, field 64) or x9.19 (64, or 128 with a secondary bitmap)
+	MAK       string `yaml:"mak"`        // static MAC key (key store name): the terminal does not sign on
+	PIK       string `yaml:"pik"`        // static PIN key (key store name), with mak
 	KeyLayout string `yaml:"key_layout"` // field-62 layout it may ask for: 001, 003 or 004; empty allows any
 	Bureau    string `yaml:"bureau"`     // railway bureau code 01-18
 	Station   string `yaml:"station"`    // station code
 	Disabled  bool   `yaml:"disabled"`   // known but refused (response code 97 as unknown would be misleading: 58)
+}
+
+// MAC profiles of terminals.
+const (
+	MACCupECB = "cup-ecb" // UnionPay POS: ECB MAC over MTI to field 63, in field 64
+	MACX919   = "x9.19"   // ANSI X9.19 retail MAC in field 64, or 128 when the message has a secondary bitmap
+)
+
+// Static reports whether the terminal has static working keys (kiosks): it never signs on.
+func (t *Terminal) Static() bool { return t.MAK != "" }
+
+// MACAlgorithm is the terminal's MAC profile (cup-ecb when not set).
+func (t *Terminal) MACAlgorithm() string {
+	if t.MAC == "" {
+		return MACCupECB
+	}
+	return t.MAC
 }
 
 // Registry answers which terminals the switch knows. Reload swaps the whole set atomically.
@@ -46,8 +66,14 @@ func (r *Registry) Reload(terminals []Terminal) error {
 		case len(t.Merchant) != 15:
 			errs = append(errs, fmt.Errorf("terminal %s: merchant %q must be 15 characters", t.ID, t.Merchant))
 			continue
-		case t.TMK == "":
-			errs = append(errs, fmt.Errorf("terminal %s: no tmk key name", t.ID))
+		case t.TMK == "" && t.MAK == "":
+			errs = append(errs, fmt.Errorf("terminal %s: no tmk key name (or static mak and pik)", t.ID))
+			continue
+		case (t.MAK == "") != (t.PIK == ""):
+			errs = append(errs, fmt.Errorf("terminal %s: static keys mak and pik go together", t.ID))
+			continue
+		case t.MAC != "" && t.MAC != MACCupECB && t.MAC != MACX919:
+			errs = append(errs, fmt.Errorf("terminal %s: mac %q is not %s or %s", t.ID, t.MAC, MACCupECB, MACX919))
 			continue
 		case t.KeyLayout != "" && t.KeyLayout != "001" && t.KeyLayout != "003" && t.KeyLayout != "004":
 			errs = append(errs, fmt.Errorf("terminal %s: key_layout %q is not 001, 003 or 004", t.ID, t.KeyLayout))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -26,7 +27,8 @@ func newRunCmd() *cobra.Command {
 		Short: "Run the switch",
 		Long: `Run the switch on a configuration file, or with --demo on the embedded demo configuration together with
 two simulated banks in the same process (test keys only). SIGHUP reloads routes and limits; SIGINT or SIGTERM
-shuts down gracefully: stop accepting, finish in-flight work within --grace, sign off, flush the journal.`,
+shuts down gracefully: stop accepting, finish in-flight work within --grace, sign off, flush the journal.
+SWITCH_CPUPROFILE=FILE writes a CPU profile of the whole run to FILE.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if demo == (configPath != "") {
@@ -37,6 +39,16 @@ shuts down gracefully: stop accepting, finish in-flight work within --grace, sig
 				return err
 			}
 			defer log.Sync()
+			if path := os.Getenv("SWITCH_CPUPROFILE"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			var sw *server.Switch
@@ -96,7 +108,9 @@ shuts down gracefully: stop accepting, finish in-flight work within --grace, sig
 	cmd.Flags().StringVar(&dir, "dir", "", "demo: folder for its files (default: a new temporary folder)")
 	cmd.Flags().StringVar(&addrs.POS, "pos", "127.0.0.1:5000", "demo: cup-pos channel address")
 	cmd.Flags().StringVar(&addrs.Rail, "rail", "127.0.0.1:5001", "demo: rail-pos channel address")
+	cmd.Flags().StringVar(&addrs.Kiosk, "kiosk", "127.0.0.1:5002", "demo: kiosk channel address")
 	cmd.Flags().StringVar(&addrs.Admin, "admin", "127.0.0.1:8080", "demo: admin server address")
+	cmd.Flags().IntVar(&addrs.LoadTerminals, "load-terminals", 0, "demo: register N load-test terminals LT000001.. (see switch loadtest --tid-prefix)")
 	cmd.Flags().DurationVar(&grace, "grace", 10*time.Second, "time to finish in-flight work at shutdown")
 	cmd.Flags().BoolVar(&debug, "debug", false, "debug logging")
 	return cmd

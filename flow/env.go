@@ -59,10 +59,11 @@ func (e *env) TranslatePIN(ctx context.Context, block []byte, src *codec.Message
 	if err != nil {
 		return nil, err
 	}
-	if e.acq.ZPK == nil {
+	zpk := e.acq.ZPK()
+	if zpk == nil {
 		return nil, errors.New("acquirer " + e.acq.Name + " has no ZPK")
 	}
-	r, err := e.f.cfg.HSM.TranslatePIN(ctx, hsm.PINTranslation{Source: e.sess.PIK, Dest: *e.acq.ZPK,
+	r, err := e.f.cfg.HSM.TranslatePIN(ctx, hsm.PINTranslation{Source: e.sess.PIK, Dest: *zpk,
 		SourceFormat: hsm.ISO0, DestFormat: e.acq.PINFormat, PAN: pan, Block: block})
 	if err != nil {
 		return nil, err

@@ -57,6 +57,7 @@ type Config struct {
 	Reversals Reversals
 	Intents   Intents // nil: requests leave without an intent record
 	Txns      TxnStore
+	Metrics   *Metrics // Prometheus series; nil: recorded but not registered
 	// TimeoutCode is sent to a terminal whose request got no answer in time (default 98).
 	TimeoutCode string
 	// NodeID goes into transaction ids; Posting marks the tier that posts to the ledger.
@@ -72,6 +73,7 @@ type Flow struct {
 	msgs  sync.Pool
 	seq   atomic.Uint64
 	stats Stats
+	met   *channelMetrics
 	// inflight holds the requests at a bank by terminal/batch/trace: a channel closed when it is answered.
 	inflight sync.Map
 }
@@ -92,7 +94,7 @@ func New(cfg Config) *Flow {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	f := &Flow{cfg: cfg}
+	f := &Flow{cfg: cfg, met: cfg.Metrics.forFlow(cfg.Channel, cfg.Acquirers)}
 	return f
 }
 
@@ -114,6 +116,7 @@ func (f *Flow) Closed(*channel.Session, string) {}
 func (f *Flow) Frame(s *channel.Session, body []byte) {
 	defer s.Done()
 	f.stats.Requests.Add(1)
+	defer f.met.end(f.met.begin()) // begin runs now: latency and in-flight span the whole request
 	req, rsp := f.message(f.cfg.Spec), f.message(f.cfg.Spec)
 	defer f.msgs.Put(req)
 	defer f.msgs.Put(rsp)
@@ -228,6 +231,7 @@ func (f *Flow) send(ctx context.Context, s *channel.Session, rsp *codec.Message,
 		return
 	}
 	_ = s.Reply(frame)
+	f.met.reply(rc)
 }
 
 // frameWithMAC packs the reply with a UnionPay MAC in field 64 (8 ASCII characters, the message's last bytes).
@@ -270,14 +274,6 @@ func (f *Flow) txnID(now time.Time) string {
 var errNoMap = errors.New("no conversion map")
 
 func (f *Flow) financial(ctx context.Context, t *terminal.Terminal, sess *terminal.Session, req, rsp *codec.Message, received time.Time) string {
-	if f.cfg.Limits != nil {
-		d := f.cfg.Limits.Acquire(ctx, limits.Request{Terminal: t.ID, Merchant: t.Merchant, Channel: f.cfg.Channel})
-		if !d.Allowed {
-			f.cfg.Log.Info("limit refused", zap.String("terminal", t.ID), zap.Stringer("decision", d))
-			return d.Code
-		}
-		defer d.Permit.Release()
-	}
 	pan, err := f.cardNumber(ctx, sess, req)
 	if err != nil {
 		f.cfg.Log.Info("cannot read the card number", zap.String("terminal", t.ID), zap.Error(err))
@@ -289,11 +285,13 @@ func (f *Flow) financial(ctx context.Context, t *terminal.Terminal, sess *termin
 	}
 	var attempt router.Attempt
 	var original *Txn
+	var acquirer string // the acquirer the limits charge
 	switch route.Kind {
 	case router.KindDecline:
 		return route.ResponseCode
 	case router.KindAcquirer:
 		attempt = f.cfg.Balancer().Begin(route.Acquirer, route.Fallbacks)
+		acquirer = route.Acquirer.Name
 	case router.KindOriginal:
 		orig, ok, err := f.original(ctx, t, req)
 		if err != nil {
@@ -315,8 +313,21 @@ func (f *Flow) financial(ctx context.Context, t *terminal.Terminal, sess *termin
 			return RCMalfunction
 		}
 		attempt = f.cfg.Balancer().BeginPinned(id)
+		acquirer = id.Acquirer
 	default:
 		return RCNotPermitted
+	}
+	// Limits come after routing so that acquirer limits know the acquirer. A failover to a fallback acquirer
+	// (exchange) stays charged to the first choice: the fallback's own limit is not consulted (docs/limits.md).
+	if f.cfg.Limits != nil {
+		d := f.cfg.Limits.Acquire(ctx, limits.Request{Terminal: t.ID, Merchant: t.Merchant, Channel: f.cfg.Channel,
+			Acquirer: acquirer})
+		if !d.Allowed {
+			f.cfg.Log.Info("limit refused", zap.String("terminal", t.ID), zap.String("acquirer", acquirer),
+				zap.Stringer("decision", d))
+			return d.Code
+		}
+		defer d.Permit.Release()
 	}
 	if req.MTI()[:2] != "04" {
 		// A reversal of this request that arrives while it is still at the bank waits for its answer (see
@@ -408,6 +419,7 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *termina
 			return RCMalfunction
 		}
 		deadline := f.cfg.Now().Add(acq.Timeout)
+		bank := f.met.bank(acq.Name)
 		resp, err := ln.Send(ctx, out, deadline)
 		if err != nil {
 			if !link.Written(err) {
@@ -419,6 +431,7 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *termina
 			attempt.Sent()
 			attempt.Done(router.Timeout)
 			f.stats.Timeouts.Add(1)
+			bank.timedOut()
 			f.reverse(ctx, acq, choice.Link, out, DefaultTimeoutRC, env.txnID)
 			f.endIntent(ctx, acq, intent)
 			f.msgs.Put(out)
@@ -426,6 +439,7 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *termina
 		}
 		attempt.Sent()
 		attempt.Done(router.Success)
+		bank.answered(resp.Message)
 		rc := f.finish(ctx, t, sess, req, rsp, acq, choice.Link, out, resp.Message, env, original, received)
 		f.endIntent(ctx, acq, intent) // before the terminal's reply: an approval it got is never reversed later
 		resp.Release()
@@ -479,10 +493,11 @@ func (f *Flow) buildRequest(ctx context.Context, e *env, acq *Acquirer, req, out
 // SignForAcquirer sets the acquirer link's MAC field (when the acquirer has a ZAK) over the packed message
 // before it.
 func SignForAcquirer(ctx context.Context, module hsm.Module, acq *Acquirer, out *codec.Message) error {
-	if acq.ZAK == nil {
+	zak := acq.ZAK()
+	if zak == nil {
 		return nil
 	}
-	return signMessage(ctx, module, *acq.ZAK, acq.MAC, acq.macField(out), acq.MACBytes, out)
+	return signMessage(ctx, module, *zak, acq.MAC, acq.macField(out), acq.MACBytes, out)
 }
 
 // signMessage sets MAC field n of m (the message's last field) to the MAC of the packed message before it:
@@ -509,9 +524,11 @@ func signMessage(ctx context.Context, module hsm.Module, key hsm.Key, alg hsm.MA
 	return m.Set(n, field)
 }
 
-// verifyBank checks the MAC of an acquirer's response.
+// verifyBank checks the MAC of an acquirer's response under the ZAK in force or, failing that, the one it
+// replaced: a response to a request sent before a key change may have been MACed before the bank switched.
 func (f *Flow) verifyBank(ctx context.Context, acq *Acquirer, resp *codec.Message) bool {
-	if acq.ZAK == nil {
+	zak := acq.ZAK()
+	if zak == nil {
 		return true
 	}
 	macField := acq.macField(resp)
@@ -520,7 +537,12 @@ func (f *Flow) verifyBank(ctx context.Context, acq *Acquirer, resp *codec.Messag
 		return false
 	}
 	mac, _ := resp.Value(macField)
-	return f.cfg.HSM.VerifyMAC(ctx, *acq.ZAK, acq.MAC, mab, mac[:min(acq.MACBytes, len(mac))]) == nil
+	mac = mac[:min(acq.MACBytes, len(mac))]
+	if f.cfg.HSM.VerifyMAC(ctx, *zak, acq.MAC, mab, mac) == nil {
+		return true
+	}
+	prev := acq.PreviousZAK()
+	return prev != nil && f.cfg.HSM.VerifyMAC(ctx, *prev, acq.MAC, mab, mac) == nil
 }
 
 // finish turns the acquirer's response into the terminal's reply, journals it and remembers approvals.
@@ -529,6 +551,7 @@ func (f *Flow) finish(ctx context.Context, t *terminal.Terminal, sess *terminal.
 	answered := f.cfg.Now()
 	if !f.verifyBank(ctx, acq, resp) {
 		f.cfg.Log.Warn("acquirer response MAC failed", zap.String("acquirer", acq.Name))
+		f.met.bankMACFailed(acq.Name)
 		if resp.String(39) == RCApproved {
 			f.reverse(ctx, acq, linkID, out, RCMACFailed, e.txnID)
 		}

@@ -22,6 +22,7 @@ type Config struct {
 	Acquirers   map[string]AcquirerConfig `yaml:"acquirers"`
 	Conversions []ConversionConfig        `yaml:"conversions"`
 	Limits      string                    `yaml:"limits"` // limits file; empty: no limits
+	Redis       RedisConfig               `yaml:"redis"`  // Redis of the cluster-wide limits
 	Journal     JournalConfig             `yaml:"journal"`
 	Sinks       []SinkConfig              `yaml:"sinks"`
 	Reversals   ReversalsConfig           `yaml:"reversals"`
@@ -101,6 +102,19 @@ type FieldMapping struct {
 	Generate string `yaml:"generate"`
 	PIN      bool   `yaml:"pin"`
 	Track    bool   `yaml:"track"`
+}
+
+// RedisConfig is the Redis server that cluster-wide limits share between nodes (docs/configuration.md). The
+// client always honours context deadlines (ContextTimeoutEnabled), so a hung Redis costs a request no more
+// than the limits' cluster.timeout.
+type RedisConfig struct {
+	Address      string   `yaml:"address"`       // host:port; empty: no Redis (cluster-wide limits are then refused)
+	PasswordEnv  string   `yaml:"password_env"`  // environment variable holding the password; empty: none
+	DB           int      `yaml:"db"`            // database number, default 0
+	DialTimeout  Duration `yaml:"dial_timeout"`  // default 1s
+	ReadTimeout  Duration `yaml:"read_timeout"`  // default 500ms
+	WriteTimeout Duration `yaml:"write_timeout"` // default 500ms
+	PoolSize     int      `yaml:"pool_size"`     // connections; default go-redis's (10 per CPU)
 }
 
 // JournalConfig is the embedded journal.
@@ -295,6 +309,9 @@ func (c *Config) validate() error {
 				add(c.errAt(p+".maps."+spec, "names a conversion map that is not defined"))
 			}
 		}
+	}
+	if r := c.Redis; r.DB < 0 || r.PoolSize < 0 || r.DialTimeout < 0 || r.ReadTimeout < 0 || r.WriteTimeout < 0 {
+		add(c.errAt("redis", "db, pool_size and the timeouts cannot be negative"))
 	}
 	if c.Journal.Dir == "" {
 		add(c.errAt("journal", "journal.dir is required"))

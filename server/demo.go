@@ -26,7 +26,7 @@ var demoFS embed.FS
 // Test keys of the demo, all published test vectors (shared/reference): the terminals' TMK is vector B of
 // unionpay-pos.md; bank A's zone keys are the X9.24 example BDK value, bank B's the TMK value again.
 const (
-	demoTMK    = "70F2A84CCBC2AE8625CBB0F2C22AB923"
+	DemoTMK    = "70F2A84CCBC2AE8625CBB0F2C22AB923" // the terminals' TMK: published test vector B
 	demoZoneA  = "0123456789ABCDEFFEDCBA9876543210"
 	demoZoneB  = "70F2A84CCBC2AE8625CBB0F2C22AB923"
 	demoTokens = "demo-admin-token"
@@ -88,7 +88,7 @@ func StartDemo(ctx context.Context, dir string, addrs DemoAddrs, log *zap.Logger
 	if err != nil {
 		return nil, err
 	}
-	rules := []*bank.Rules{demoAccounts("6212341234567890"), demoAccounts("4012345678909", "4111111111111111")}
+	rules := []*bank.Rules{demoAccounts("621234"), demoAccounts("401234", "411111")} // BINs of the published test cards
 	for i, zone := range []string{demoZoneA, demoZoneB} {
 		key, _ := hex.DecodeString(zone)
 		srv, err := bank.New(bank.Config{Spec: hostSpec, Rules: rules[i], Keys: bank.Keys{ZPK: key, ZAK: key, ZMK: key}, Log: log})
@@ -192,7 +192,7 @@ func demoKeys(ctx context.Context, dir string, loadTerminals int) (*hsm.LMK, err
 		return err
 	}
 	for _, tid := range append(demoTerminals, loadTerminalIDs(loadTerminals)...) {
-		if err := add("term/"+tid+"/tmk", hsm.KeyTMK, demoTMK); err != nil {
+		if err := add("term/"+tid+"/tmk", hsm.KeyTMK, DemoTMK); err != nil {
 			return nil, err
 		}
 	}
@@ -204,6 +204,9 @@ func demoKeys(ctx context.Context, dir string, loadTerminals int) (*hsm.LMK, err
 			return nil, err
 		}
 		if err := add("acq/"+name+"/zak", hsm.KeyZAK, zone); err != nil {
+			return nil, err
+		}
+		if err := add("acq/"+name+"/zmk", hsm.KeyZMK, zone); err != nil { // the banks' ZMK is their zone key too
 			return nil, err
 		}
 	}

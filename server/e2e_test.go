@@ -118,7 +118,7 @@ func (tt *testTerminal) signOn() {
 	if err != nil {
 		tt.fatalf("%v", err)
 	}
-	tmkClear, _ := hex.DecodeString(demoTMK)
+	tmkClear, _ := hex.DecodeString(DemoTMK)
 	tmk, _ := hsm.NewTDESCipher(tmkClear)
 	if tt.pik, tt.mak, _, err = set.DecryptKeys(tmk); err != nil {
 		tt.fatalf("%v", err)

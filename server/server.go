@@ -29,6 +29,7 @@ import (
 	"github.com/railswitch/railswitch/saf"
 	"github.com/railswitch/railswitch/specs"
 	"github.com/railswitch/railswitch/terminal"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
 
@@ -44,6 +45,7 @@ type Switch struct {
 	router    *router.Router
 	balancer  atomic.Pointer[router.Balancer]
 	limiter   *limits.Limiter
+	redis     *redis.Client // of the cluster-wide limits; nil without a redis: section
 	pool      *link.Pool
 	acquirers map[string]*flow.Acquirer
 	journal   *journal.Journal
@@ -54,6 +56,7 @@ type Switch struct {
 	channels  []*channel.Channel
 	flows     []*flow.Flow
 	counter   link.Counter
+	metrics   *flow.Metrics
 	drained   sync.Map // link id string -> true: taken out of balancing by an operator
 	admin     *http.Server
 	adminAddr string
@@ -77,6 +80,9 @@ func New(cfg *Config, opts Options) (*Switch, error) {
 		s.log = zap.NewNop()
 	}
 	s.reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	if err := s.registerMetrics(); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	lmk := opts.LMK
 	if lmk == nil {
 		var err error
@@ -106,7 +112,14 @@ func New(cfg *Config, opts Options) (*Switch, error) {
 		if err != nil {
 			return nil, err
 		}
-		if s.limiter, err = limits.New(lc, limits.Options{Registerer: s.reg, Logger: s.log, NodeID: cfg.Node.ID}); err != nil {
+		lo := limits.Options{Registerer: s.reg, Logger: s.log, NodeID: cfg.Node.ID}
+		if s.redis = redisClient(cfg.Redis); s.redis != nil {
+			lo.Redis = s.redis // only when set: a nil *redis.Client in the interface would not be nil
+		}
+		if s.limiter, err = limits.New(lc, lo); err != nil {
+			if s.redis != nil {
+				_ = s.redis.Close()
+			}
 			return nil, err
 		}
 	}
@@ -315,6 +328,7 @@ func (s *Switch) buildAcquirers() error {
 		return err
 	}
 	var pools []link.Acquirer
+	keys := &keyChanger{s: s}
 	for _, ra := range table.Acquirers() {
 		ac, ok := s.cfg.Acquirers[ra.Name]
 		if !ok {
@@ -344,24 +358,13 @@ func (s *Switch) buildAcquirers() error {
 				return err
 			}
 		}
-		if ac.ZPK != "" {
-			k, err := s.keys.Get(ac.ZPK)
-			if err != nil {
-				return fmt.Errorf("acquirers.%s.zpk: %w", ra.Name, err)
-			}
-			fa.ZPK = &k
-		}
-		if ac.ZAK != "" {
-			k, err := s.keys.Get(ac.ZAK)
-			if err != nil {
-				return fmt.Errorf("acquirers.%s.zak: %w", ra.Name, err)
-			}
-			fa.ZAK = &k
+		if err := s.zoneKeys(ra.Name, ac, fa); err != nil {
+			return err
 		}
 		s.acquirers[ra.Name] = fa
 		la := link.Acquirer{Name: ra.Name, Link: link.Config{Spec: spec, Counter: counter, SignOnCode: ac.SignOnCode,
 			EchoInterval: time.Duration(ac.EchoInterval), Log: s.log, NetworkFields: networkFields(ac),
-			OnUnmatched: s.lateResponse,
+			OnUnmatched: s.lateResponse, OnKeyChange: keys.hook(ra.Name),
 			OnEvent: func(id link.LinkID, ev link.Event) {
 				if _, drained := s.drained.Load(id.String()); drained && ev == link.Up {
 					return
@@ -413,7 +416,7 @@ func (s *Switch) buildJournal() error {
 		if err != nil {
 			return err
 		}
-		sh, err := journal.NewShipper(j, sink, journal.ShipperOptions{})
+		sh, err := journal.NewShipper(j, sink, journal.ShipperOptions{Registerer: s.reg, Logger: s.log})
 		if err != nil {
 			return err
 		}
@@ -451,7 +454,8 @@ func (s *Switch) buildChannels() error {
 		fc := flow.Config{Channel: cc.Name, Spec: spec, Framing: spec.Framing(), Manager: s.manager,
 			HSM: s.module, Router: s.router, Balancer: s.balancer.Load, Links: s.pool, Limits: s.limiter,
 			Acquirers: s.acquirers, Counter: s.counter, Journal: s.journal, Reversals: s.reversals,
-			Txns: flow.NewMemoryTxns(), NodeID: s.cfg.Node.ID, Posting: s.cfg.Node.Posting, Log: s.log}
+			Txns: flow.NewMemoryTxns(), NodeID: s.cfg.Node.ID, Posting: s.cfg.Node.Posting, Log: s.log,
+			Metrics: s.metrics}
 		if s.intents != nil {
 			fc.Intents = s.intents
 		}
@@ -527,6 +531,9 @@ func (s *Switch) Stop(ctx context.Context) error {
 	}
 	if s.limiter != nil {
 		s.limiter.Close()
+	}
+	if s.redis != nil {
+		errs = append(errs, s.redis.Close())
 	}
 	errs = append(errs, s.journal.Close())
 	return errors.Join(errs...)

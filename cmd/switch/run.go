@@ -80,7 +80,7 @@ SWITCH_CPUPROFILE=FILE writes a CPU profile of the whole run to FILE.`,
 			}
 			fmt.Fprintf(out, "admin             http://%s\n", sw.AdminAddr())
 			if demo {
-				fmt.Fprintf(out, "try: switch sim pos --target %s sign-on, then purchase --amount 100 --pan 6212341234567890 --pin 123456\n",
+				fmt.Fprintf(out, "try: SIM_POS_TMK=%s switch sim pos --target %s --tid 10000001 --mid 898110000000001 --state pos.json sign-on (docs/demo.md)\n", server.DemoTMK,
 					sw.Channels()[0].Addr())
 			}
 			hup := make(chan os.Signal, 1)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/railswitch/railswitch/internal/yamlwalk"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -68,7 +69,7 @@ type AcquirerConfig struct {
 	ZAK           string            `yaml:"zak"`
 	ZMK           string            `yaml:"zmk"`
 	MAC           string            `yaml:"mac"`          // MAC algorithm, default x9.19
-	MACField      int               `yaml:"mac_field"`    // 64 or 128; 0 no MAC
+	MACField      int               `yaml:"mac_field"`    // 64 or 128; 0: 64, or 128 when a secondary bitmap is present
 	PINFormat     string            `yaml:"pin_format"`   // ISO 9564 format the bank takes: 0 (default), 1, 3, 4
 	Timeout       Duration          `yaml:"timeout"`      // default 10s
 	ReversalMTI   string            `yaml:"reversal_mti"` // 0400 or 0420 (default)
@@ -77,6 +78,15 @@ type AcquirerConfig struct {
 	SignOnCode    string            `yaml:"sign_on_code"`
 	EchoInterval  Duration          `yaml:"echo_interval"`
 	Maps          map[string]MapRef `yaml:"maps"` // terminal spec -> its conversion maps
+	TLS           *TLSConfig        `yaml:"tls"`  // set: the links to this acquirer use TLS
+}
+
+// TLSConfig is TLS on the links to an acquirer.
+type TLSConfig struct {
+	CAFile     string `yaml:"ca_file"`     // PEM certificates that sign the bank's certificate; empty: the system's roots
+	CertFile   string `yaml:"cert_file"`   // client certificate for mutual TLS, with key_file
+	KeyFile    string `yaml:"key_file"`    // its private key (PEM)
+	ServerName string `yaml:"server_name"` // the name the bank's certificate must carry; default: the endpoint's host
 }
 
 // MapRef names the two conversion maps between a terminal spec and an acquirer.
@@ -188,7 +198,7 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {
-		return nil, &ConfigError{File: name, Line: yamlLine(err), Msg: err.Error()}
+		return nil, &ConfigError{File: name, Line: yamlwalk.ErrLine(err), Msg: err.Error()}
 	}
 	var root yaml.Node
 	_ = yaml.Unmarshal(data, &root)
@@ -220,21 +230,6 @@ func recordLines(n *yaml.Node, path string, out map[string]int) {
 			recordLines(item, p, out)
 		}
 	}
-}
-
-func yamlLine(err error) int {
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		var line int
-		if _, e := fmt.Sscanf(te.Errors[0], "line %d:", &line); e == nil {
-			return line
-		}
-	}
-	var line int
-	if _, e := fmt.Sscanf(err.Error(), "yaml: line %d:", &line); e == nil {
-		return line
-	}
-	return 1
 }
 
 // Path resolves a path from the configuration relative to the file's folder.

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -371,14 +372,53 @@ func (s *Switch) buildAcquirers() error {
 				}
 				_ = s.balancer.Load().Observe(router.LinkID(id), router.Event(ev))
 			}}}
+		var tlsCfg *tls.Config
+		if ac.TLS != nil {
+			if tlsCfg, err = s.linkTLS(ac.TLS); err != nil {
+				return fmt.Errorf("acquirers.%s.tls: %w", ra.Name, err)
+			}
+		}
 		for _, ep := range ra.Endpoints {
-			la.Endpoints = append(la.Endpoints, link.Endpoint{Name: ep.Name, Address: ep.Address, Conns: ep.Connections})
+			e := link.Endpoint{Name: ep.Name, Address: ep.Address, Conns: ep.Connections}
+			if tlsCfg != nil {
+				e.TLS = tlsCfg.Clone()
+				if e.TLS.ServerName == "" {
+					e.TLS.ServerName, _, _ = net.SplitHostPort(ep.Address)
+				}
+			}
+			la.Endpoints = append(la.Endpoints, e)
 		}
 		pools = append(pools, la)
 	}
 	s.pool, err = link.NewPool(pools)
 	s.counter = counter
 	return err
+}
+
+// linkTLS builds the TLS client configuration of an acquirer's links.
+func (s *Switch) linkTLS(c *TLSConfig) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(s.cfg.Path(c.CAFile))
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", c.CAFile)
+		}
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return nil, errors.New("cert_file and key_file go together")
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.Path(c.CertFile), s.cfg.Path(c.KeyFile))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 func networkFields(ac AcquirerConfig) map[int]string {

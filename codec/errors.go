@@ -31,6 +31,7 @@ type FieldError struct {
 	Detail string // what exactly, without card data
 }
 
+// Error describes the problem.
 func (e *FieldError) Error() string {
 	var where string
 	switch e.Field {
@@ -49,6 +50,7 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("%s: %s", where, e.Detail)
 }
 
+// Unwrap returns the sentinel error, for errors.Is.
 func (e *FieldError) Unwrap() error { return e.Err }
 
 func fieldErr(field, off int, err error, format string, args ...any) *FieldError {
@@ -61,6 +63,7 @@ type SpecError struct {
 	Msg   string
 }
 
+// Error describes the problem.
 func (e *SpecError) Error() string {
 	if e.Field == 0 {
 		return e.Msg

@@ -167,6 +167,7 @@ type SpecDef struct {
 
 var kindNames = map[Kind]string{KindNumeric: "n", KindTrack: "z", KindText: "ans", KindBinary: "b"}
 
+// String names the value as spec files write it.
 func (k Kind) String() string {
 	if s, ok := kindNames[k]; ok {
 		return s
@@ -177,6 +178,7 @@ func (k Kind) String() string {
 var encodingNames = map[Encoding]string{EncASCII: "ascii", EncEBCDIC: "ebcdic", EncBCD: "bcd", EncBCDLeft: "bcd-left",
 	EncBinary: "binary", EncHex: "hex"}
 
+// String names the value as spec files write it.
 func (e Encoding) String() string {
 	if s, ok := encodingNames[e]; ok {
 		return s
@@ -186,6 +188,7 @@ func (e Encoding) String() string {
 
 var lengthNames = map[LengthType]string{Fixed: "fixed", LL: "LL", LLL: "LLL", LLLL: "LLLL"}
 
+// String names the value as spec files write it.
 func (l LengthType) String() string { return lengthNames[l] }
 
 // digits is the number of decimal digits of the length type's prefix (0 for fixed).

@@ -18,6 +18,7 @@ type TLVError struct {
 	Detail string
 }
 
+// Error describes the problem.
 func (e *TLVError) Error() string { return fmt.Sprintf("tlv: %s at offset %d", e.Detail, e.Offset) }
 
 // NextTLV reads the element at the start of b and returns it with the bytes that follow. Padding bytes 0x00

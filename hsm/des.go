@@ -24,6 +24,7 @@ type ParityError struct {
 	Index int // position of the first byte with even parity
 }
 
+// Error describes the problem.
 func (e *ParityError) Error() string { return fmt.Sprintf("hsm: key parity error at byte %d", e.Index) }
 
 // Is makes errors.Is(err, ErrParity) true for a *ParityError.

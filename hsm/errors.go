@@ -37,6 +37,7 @@ type UsageError struct {
 	Usage Usage   // the refused usage
 }
 
+// Error describes the problem.
 func (e *UsageError) Error() string {
 	return fmt.Sprintf("hsm: key %q of type %v cannot be used for %v", e.Key, e.Type, e.Usage)
 }
@@ -52,6 +53,7 @@ type RemoteError struct {
 	Err     error  // the module error the code maps to, or nil
 }
 
+// Error describes the problem.
 func (e *RemoteError) Error() string {
 	if e.Err != nil {
 		return fmt.Sprintf("hsm: %s returned error %s: %v", e.Command, e.Code, e.Err)

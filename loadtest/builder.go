@@ -22,6 +22,7 @@ const (
 
 var kindNames = [numKinds]string{"purchase", "balance", "void"}
 
+// String names the value.
 func (k Kind) String() string { return kindNames[k] }
 
 // Mix is the weight of each kind; a request's kind is drawn in proportion to the weights.

@@ -181,6 +181,7 @@ type ConfigError struct {
 	Msg  string
 }
 
+// Error describes the problem.
 func (e *ConfigError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
 
 // LoadConfig reads and checks a configuration file.

@@ -25,6 +25,7 @@ type LoadError struct {
 	Msg  string
 }
 
+// Error describes the problem.
 func (e *LoadError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
 
 // file is one parsed spec file before inheritance is applied.

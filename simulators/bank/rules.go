@@ -59,6 +59,7 @@ type RulesError struct {
 	Msg  string
 }
 
+// Error describes the problem.
 func (e *RulesError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
 
 // LoadRules reads a rules file (format in docs/bank-link.md).

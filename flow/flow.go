@@ -70,7 +70,7 @@ type Config struct {
 // Flow handles the frames of one channel. It implements channel.Handler.
 type Flow struct {
 	cfg   Config
-	msgs  sync.Pool
+	msgs  sync.Map // *codec.Spec -> *sync.Pool of its messages: the terminal's and each acquirer's spec
 	seq   atomic.Uint64
 	stats Stats
 	met   *channelMetrics
@@ -101,12 +101,26 @@ func New(cfg Config) *Flow {
 // Stats returns the flow's counters.
 func (f *Flow) Stats() *Stats { return &f.stats }
 
+// message returns an empty message of spec s, reused when one is free.
 func (f *Flow) message(s *codec.Spec) *codec.Message {
-	if m, ok := f.msgs.Get().(*codec.Message); ok && m.Spec() == s {
+	if m, ok := f.pool(s).Get().(*codec.Message); ok {
 		m.Reset()
 		return m
 	}
 	return codec.NewMessage(s)
+}
+
+// release gives m back for reuse; the caller no longer uses it.
+func (f *Flow) release(m *codec.Message) { f.pool(m.Spec()).Put(m) }
+
+// pool returns the pool of messages of spec s. One pool per spec: with a single pool for all, a request
+// that takes a message of another spec drops it and allocates.
+func (f *Flow) pool(s *codec.Spec) *sync.Pool {
+	if p, ok := f.msgs.Load(s); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := f.msgs.LoadOrStore(s, new(sync.Pool))
+	return p.(*sync.Pool)
 }
 
 // Closed implements channel.Handler.
@@ -118,8 +132,8 @@ func (f *Flow) Frame(s *channel.Session, body []byte) {
 	f.stats.Requests.Add(1)
 	defer f.met.end(f.met.begin()) // begin runs now: latency and in-flight span the whole request
 	req, rsp := f.message(f.cfg.Spec), f.message(f.cfg.Spec)
-	defer f.msgs.Put(req)
-	defer f.msgs.Put(rsp)
+	defer f.release(req)
+	defer f.release(rsp)
 	ctx := context.Background()
 	received := f.cfg.Now()
 
@@ -407,14 +421,14 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *termina
 		err = f.buildRequest(ctx, env, acq, req, out)
 		if err != nil {
 			attempt.NotSent()
-			f.msgs.Put(out)
+			f.release(out)
 			f.cfg.Log.Error("cannot build the acquirer's request", zap.String("acquirer", acq.Name), zap.Error(err))
 			return RCMalfunction
 		}
 		intent, err := f.beginIntent(ctx, acq, choice.Link, out, env.txnID)
 		if err != nil {
 			attempt.NotSent()
-			f.msgs.Put(out)
+			f.release(out)
 			f.cfg.Log.Error("cannot record the intent; request not sent", zap.String("txn", env.txnID), zap.Error(err))
 			return RCMalfunction
 		}
@@ -425,7 +439,7 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *termina
 			if !link.Written(err) {
 				f.endIntent(ctx, acq, intent)
 				attempt.NotSent()
-				f.msgs.Put(out)
+				f.release(out)
 				continue
 			}
 			attempt.Sent()
@@ -434,7 +448,7 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *termina
 			bank.timedOut()
 			f.reverse(ctx, acq, choice.Link, out, DefaultTimeoutRC, env.txnID)
 			f.endIntent(ctx, acq, intent)
-			f.msgs.Put(out)
+			f.release(out)
 			return f.cfg.TimeoutCode
 		}
 		attempt.Sent()
@@ -443,7 +457,7 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *termina
 		rc := f.finish(ctx, t, sess, req, rsp, acq, choice.Link, out, resp.Message, env, original, received)
 		f.endIntent(ctx, acq, intent) // before the terminal's reply: an approval it got is never reversed later
 		resp.Release()
-		f.msgs.Put(out)
+		f.release(out)
 		return rc
 	}
 }
@@ -454,7 +468,7 @@ func (f *Flow) beginIntent(ctx context.Context, acq *Acquirer, id router.LinkID,
 		return "", nil
 	}
 	rev := f.message(acq.Spec)
-	defer f.msgs.Put(rev)
+	defer f.release(rev)
 	if err := BuildReversal(out, rev, acq.ReversalMTI, DefaultTimeoutRC); err != nil {
 		return "", err
 	}
@@ -559,7 +573,7 @@ func (f *Flow) finish(ctx context.Context, t *terminal.Terminal, sess *terminal.
 	}
 	back := acq.Responses[f.cfg.Spec.Name()]
 	tmp := f.message(f.cfg.Spec)
-	defer f.msgs.Put(tmp)
+	defer f.release(tmp)
 	if back == nil {
 		return RCMalfunction
 	}
@@ -669,7 +683,7 @@ func (f *Flow) reverse(ctx context.Context, acq *Acquirer, id router.LinkID, out
 		return
 	}
 	rev := f.message(acq.Spec)
-	defer f.msgs.Put(rev)
+	defer f.release(rev)
 	if err := BuildReversal(out, rev, acq.ReversalMTI, reason); err != nil {
 		f.cfg.Log.Error("cannot build reversal", zap.String("txn", txnID), zap.Error(err))
 		return

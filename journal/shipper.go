@@ -16,10 +16,13 @@ import (
 // ShipperOptions configure a Shipper; zero values take the defaults in brackets. The yaml tags are the keys a
 // sink's section of the switch's config may carry.
 type ShipperOptions struct {
-	BatchSize      int           `yaml:"batch_size"`      // records per Deliver call [256]
-	MinBackoff     time.Duration `yaml:"min_backoff"`     // first wait after a failed Deliver [100ms]
-	MaxBackoff     time.Duration `yaml:"max_backoff"`     // cap of the doubling wait [30s]
-	Interval       time.Duration `yaml:"interval"`        // wake-up without an append signal [1s]
+	BatchSize  int           `yaml:"batch_size"`  // records per Deliver call [256]
+	MinBackoff time.Duration `yaml:"min_backoff"` // first wait after a failed Deliver [100ms]
+	MaxBackoff time.Duration `yaml:"max_backoff"` // cap of the doubling wait [30s]
+	Interval   time.Duration `yaml:"interval"`    // wake-up without an append signal [1s]
+	// Linger is how long a partial batch waits for more records before it is delivered [20ms]: under load it
+	// turns one Deliver and one checkpoint per commit into one per Linger; negative delivers at once.
+	Linger         time.Duration `yaml:"linger"`
 	DeliverTimeout time.Duration `yaml:"deliver_timeout"` // bound of one Deliver call [30s]
 	// RetryHorizon is how long the shipper may keep retrying one batch before it raises the horizon alarm;
 	// sinks keep their idempotency keys at least this long plus the longest switch downtime [24h].
@@ -34,6 +37,9 @@ func (o *ShipperOptions) defaults() {
 	setDefault(&o.MinBackoff, 100*time.Millisecond)
 	setDefault(&o.MaxBackoff, 30*time.Second)
 	setDefault(&o.Interval, time.Second)
+	if o.Linger == 0 {
+		o.Linger = 20 * time.Millisecond
+	}
 	setDefault(&o.DeliverTimeout, 30*time.Second)
 	setDefault(&o.RetryHorizon, 24*time.Hour)
 	if o.Logger == nil {
@@ -129,9 +135,9 @@ func (s *Shipper) Run(ctx context.Context) error {
 	defer tick.Stop()
 
 	batch := make([]Record, 0, s.opts.BatchSize)
+	var end Position
+	lingered := false
 	for {
-		var end Position
-		batch = batch[:0]
 		for len(batch) < s.opts.BatchSize {
 			e, err := rd.Next()
 			if err == io.EOF {
@@ -153,6 +159,13 @@ func (s *Shipper) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		if len(batch) < s.opts.BatchSize && !lingered && s.opts.Linger > 0 {
+			lingered = true
+			if err := sleep(ctx, s.opts.Linger); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := s.retry(ctx, "deliver", func() error { return s.deliver(ctx, batch) }); err != nil {
 			return err
 		}
@@ -166,6 +179,19 @@ func (s *Shipper) Run(ctx context.Context) error {
 		if err := s.retry(ctx, "checkpoint", func() error { return s.j.commitCheckpoint(s.name, end) }); err != nil {
 			return err
 		}
+		batch, lingered = batch[:0], false
+	}
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -308,3 +308,51 @@ func TestRetryPastTheHorizonLogsOnceAndLogsNoCardData(t *testing.T) {
 		}
 	}
 }
+
+// countingSink counts Deliver calls of the sink it wraps.
+type countingSink struct {
+	*MemorySink
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *countingSink) Deliver(ctx context.Context, recs []Record) error {
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	return c.MemorySink.Deliver(ctx, recs)
+}
+
+func TestShipperLingerGathersRecordsAppendedOneByOneIntoOneDelivery(t *testing.T) {
+	cases := []struct {
+		name      string
+		linger    time.Duration
+		wantCalls int
+	}{
+		{"linger longer than the appends: one delivery", time.Second, 1},
+		{"no linger: a delivery per append", -1, 5},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			j := openTest(t, t.TempDir(), nil)
+			sink := &countingSink{MemorySink: NewMemorySink("ledger")}
+			opts := fastRetries
+			opts.Linger = tc.linger
+			s := newShipper(t, j, sink, opts)
+			stop := runShipper(s)
+			defer stop()
+			for i := range 5 {
+				appendRange(t, j, i, i+1)
+				if tc.linger < 0 { // let each record ship before the next
+					waitFor(t, "delivery", func() bool { return len(sink.Records()) == i+1 })
+				}
+			}
+			waitFor(t, "delivery", func() bool { return len(sink.Records()) == 5 })
+			sink.mu.Lock()
+			defer sink.mu.Unlock()
+			if sink.calls != tc.wantCalls {
+				t.Fatalf("%d Deliver calls for 5 records, want %d", sink.calls, tc.wantCalls)
+			}
+		})
+	}
+}

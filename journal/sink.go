@@ -3,7 +3,6 @@ package journal
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -102,11 +101,14 @@ func (s *FileSink) Deliver(ctx context.Context, recs []Record) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	enc := json.NewEncoder(s.w)
 	for i := range recs {
-		if err := enc.Encode(recs[i]); err != nil {
+		// The line json.Encoder would write, without its second pass over MarshalJSON's output.
+		line, err := recs[i].MarshalJSON()
+		if err != nil {
 			return fmt.Errorf("journal: file sink %s: %w", s.name, err)
 		}
+		s.w.Write(line)
+		s.w.WriteByte('\n') // a write error stays in s.w and is returned by Flush
 	}
 	err := s.w.Flush()
 	if err == nil && s.fsync {

@@ -81,6 +81,7 @@ type logFile struct {
 	entries  map[string]*Entry
 	cur      *batch
 	flushing bool  // a leader is writing, or the log is being compacted
+	spare    batch // buffers of the last written batch, reused by the next one
 	broken   error // a failed write that could not be undone: the log takes no more records
 }
 
@@ -280,7 +281,7 @@ func (s *FileStore) Put(_ context.Context, e *Entry) error {
 	} else if len(e.Sealed) == 0 {
 		return fmt.Errorf("saf: new entry %s has no message", e.ID)
 	}
-	payload, err := json.Marshal(&r)
+	payload, err := marshalRecord(&r)
 	if err != nil {
 		return fmt.Errorf("saf: %w", err)
 	}
@@ -305,7 +306,7 @@ func (s *FileStore) Remove(_ context.Context, acquirer, id string) error {
 	if _, ok := lf.entries[id]; !ok {
 		return nil
 	}
-	payload, err := json.Marshal(&fileRecord{Op: opDel, ID: id})
+	payload, err := marshalRecord(&fileRecord{Op: opDel, ID: id})
 	if err != nil {
 		return fmt.Errorf("saf: %w", err)
 	}
@@ -427,7 +428,7 @@ func (lf *logFile) commit(payload []byte, apply func()) error {
 // cuts the file back so no torn record stays before later ones.
 func (lf *logFile) flush() {
 	b, f, size, err := lf.cur, lf.f, lf.size, lf.broken
-	lf.cur, lf.flushing = &batch{}, true
+	lf.cur, lf.flushing = &batch{buf: lf.spare.buf[:0], applies: lf.spare.applies[:0]}, true
 	lf.mu.Unlock()
 	broken := false
 	switch {
@@ -455,6 +456,9 @@ func (lf *logFile) flush() {
 	} else if broken {
 		lf.broken = err
 	}
+	clear(b.applies)
+	lf.spare = batch{buf: b.buf, applies: b.applies} // only done and err of b are read from here on
+	b.buf, b.applies = nil, nil
 	b.done, b.err, lf.flushing = true, err, false
 	lf.cond.Broadcast()
 }
@@ -469,7 +473,7 @@ func (lf *logFile) compact() error {
 	sortEntries(es)
 	var buf []byte
 	for _, e := range es {
-		payload, err := json.Marshal(&fileRecord{Op: opPut, E: e})
+		payload, err := marshalRecord(&fileRecord{Op: opPut, E: e})
 		if err != nil {
 			return fmt.Errorf("saf: %w", err)
 		}

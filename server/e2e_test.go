@@ -16,13 +16,14 @@ import (
 	"github.com/railswitch/railswitch/codec"
 	"github.com/railswitch/railswitch/hsm"
 	"github.com/railswitch/railswitch/specs"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
 // testTerminal is a minimal UnionPay POS terminal for end-to-end tests: it signs on, keeps its working keys and
 // sends MACed requests. (The full simulator is simulators/pos; this one stays small and explicit.)
 type testTerminal struct {
-	t        *testing.T
+	t        testing.TB
 	fatalf   func(format string, args ...any) // t.Fatalf, or for terminals in their own goroutine see runTraffic
 	conn     net.Conn
 	r        *bufio.Reader
@@ -33,7 +34,7 @@ type testTerminal struct {
 	batch    string
 }
 
-func dialTerminal(t *testing.T, addr, tid, mid string) *testTerminal {
+func dialTerminal(t testing.TB, addr, tid, mid string) *testTerminal {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
 	if err != nil {
@@ -174,9 +175,14 @@ func pad(n int) string {
 	return s[len(s)-6:]
 }
 
-func startTestDemo(t *testing.T) *Demo {
+func startTestDemo(t testing.TB) *Demo {
 	t.Helper()
-	d, err := StartDemo(context.Background(), t.TempDir(), DemoAddrs{}, zaptest.NewLogger(t))
+	return startTestDemoWith(t, DemoAddrs{}, zaptest.NewLogger(t))
+}
+
+func startTestDemoWith(t testing.TB, addrs DemoAddrs, log *zap.Logger) *Demo {
+	t.Helper()
+	d, err := StartDemo(context.Background(), t.TempDir(), addrs, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,12 @@
 # Prints a summary table (median of REPEAT runs per setting); the JSON reports stay in OUT.
 #
 # Environment: TERMINALS (64), DURATION (10s), RATES ("2000 10000", open-loop rates; empty: none),
-# REPEAT (3), MIX (purchase=100), OUT (a new temporary folder), PROFILE=1 (CPU profile of the switch
-# process, via SWITCH_CPUPROFILE, summarised with go tool pprof), GO (go).
+# REPEAT (3), MIX (purchase=100), FSYNC (both: the demo's journal with fsync on and off, each its own switch;
+# or on, or off), OUT (a new temporary folder), PROFILE=1 (CPU profile of the switch process, via
+# SWITCH_CPUPROFILE, summarised with go tool pprof; the last FSYNC setting's), GO (go).
+# CONNS=N (e.g. 10000) adds one run with N terminals, each on its own connection: CONNS_RATE (2000; "max" for
+# closed loop), CONNS_DURATION (DURATION), journal fsync off unless FSYNC=on. It reports whether every terminal
+# signed on and stayed connected, and the switch's resident memory.
 set -euo pipefail
 
 TERMINALS=${TERMINALS:-64}
@@ -14,9 +18,26 @@ RATES=${RATES-2000 10000}
 REPEAT=${REPEAT:-3}
 MIX=${MIX:-purchase=100}
 GO=${GO:-go}
+FSYNC=${FSYNC:-both}
+CONNS=${CONNS:-}
+CONNS_RATE=${CONNS_RATE:-2000}
+CONNS_DURATION=${CONNS_DURATION:-$DURATION}
 OUT=${OUT:-$(mktemp -d -t bench-switch.XXXXXX)}
 mkdir -p "$OUT"
 BIN=bin/switch
+case $FSYNC in
+  both) FSYNCS="on off" ;;
+  on | off) FSYNCS=$FSYNC ;;
+  *) echo "bench-switch: FSYNC must be on, off or both" >&2; exit 2 ;;
+esac
+
+# Every terminal holds a connection in the load generator and in the switch: raise the open-file limit for
+# both (the switch, a Go program, also raises its own soft limit to the hard one at start).
+ulimit -n "$(ulimit -Hn)"
+if [ -n "$CONNS" ] && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CONNS + 1000)) ]; then
+  echo "bench-switch: open-file limit $(ulimit -n) is too low for CONNS=$CONNS" >&2
+  exit 2
+fi
 
 pids=()
 cleanup() {
@@ -88,23 +109,63 @@ kill "${pids[0]}"
 wait "${pids[0]}" 2>/dev/null || true
 pids=()
 
-# 2. The switch: the demo with TERMINALS load-test terminals (LT000001...).
+# start_switch NAME FSYNC N: the demo with N load-test terminals (LT000001...), its journal fsync on or off,
+# files in OUT/NAME; sets pos and admin.
+start_switch() {
+  local nofsync=""
+  if [ "$2" = off ]; then nofsync=--no-fsync; fi
+  mkdir -p "$OUT/$1"
+  SWITCH_CPUPROFILE=$profile "$BIN" run --demo $nofsync --load-terminals "$3" --dir "$OUT/$1" \
+    --pos 127.0.0.1:0 --rail 127.0.0.1:0 --kiosk 127.0.0.1:0 --admin 127.0.0.1:0 \
+    > "$OUT/$1.log" 2> "$OUT/$1.err" &
+  pids+=($!)
+  pos=$(field "$OUT/$1.log" "^channel pos" 3)
+  admin=$(field "$OUT/$1.log" "^admin" 2)
+  wait_http "$admin/readyz"
+}
+
+stop_switch() {
+  kill -TERM "${pids[0]}"
+  wait "${pids[0]}" 2>/dev/null || true
+  pids=()
+}
+
+# rss: the switch's resident memory in MB, from its /metrics.
+rss() {
+  curl -fsS "$admin/metrics" | awk '/^process_resident_memory_bytes / { printf "%.0f", $2 / 1048576 }'
+}
+
+# 2. The switch, once per FSYNC setting.
 profile=""
 if [ "${PROFILE:-}" = 1 ]; then profile="$OUT/switch.cpu.pprof"; fi
-mkdir -p "$OUT/demo"
-SWITCH_CPUPROFILE=$profile "$BIN" run --demo --load-terminals "$TERMINALS" --dir "$OUT/demo" \
-  --pos 127.0.0.1:0 --rail 127.0.0.1:0 --admin 127.0.0.1:0 > "$OUT/switch.log" 2> "$OUT/switch.err" &
-pids+=($!)
-pos=$(field "$OUT/switch.log" "^channel pos" 3)
-admin=$(field "$OUT/switch.log" "^admin" 2)
-wait_http "$admin/readyz"
-loadtest closed --target "$pos" --spec cup-pos --max --metrics "$admin/metrics"
-for r in $RATES; do
-  loadtest "open-$r" --target "$pos" --spec cup-pos --rate "$r" --metrics "$admin/metrics"
+for fs in $FSYNCS; do
+  start_switch "demo-fsync-$fs" "$fs" "$TERMINALS"
+  loadtest "closed-$fs" --target "$pos" --spec cup-pos --max --metrics "$admin/metrics"
+  for r in $RATES; do
+    loadtest "open-$r-$fs" --target "$pos" --spec cup-pos --rate "$r" --metrics "$admin/metrics"
+  done
+  stop_switch
 done
-kill -TERM "${pids[0]}"
-wait "${pids[0]}" 2>/dev/null || true
-pids=()
+
+# 3. CONNS terminals at once, the peak RSS sampled every second while they run.
+if [ -n "$CONNS" ]; then
+  conns_fsync=off
+  if [ "$FSYNC" = on ]; then conns_fsync=on; fi
+  profile=""
+  start_switch demo-conns "$conns_fsync" "$CONNS"
+  rss_idle=$(rss)
+  mode=(--rate "$CONNS_RATE")
+  if [ "$CONNS_RATE" = max ]; then mode=(--max); fi
+  echo "== conns: $CONNS terminals, ${mode[*]}, $CONNS_DURATION, fsync $conns_fsync" >&2
+  (while sleep 1; do rss; echo; done > "$OUT/conns-rss.txt") &
+  sampler=$!
+  "$BIN" loadtest --terminals "$CONNS" --duration "$CONNS_DURATION" --mix "$MIX" --json "$OUT/conns.json" \
+    --target "$pos" --spec cup-pos "${mode[@]}" --metrics "$admin/metrics" > "$OUT/conns.txt"
+  kill "$sampler" 2>/dev/null || true
+  sed 's/^/   /' "$OUT/conns.txt" >&2
+  rss_peak=$(sort -n "$OUT/conns-rss.txt" | tail -n 1)
+  stop_switch
+fi
 
 # 3. The summary.
 ceiling_tps=$(stat ceiling tps)
@@ -112,8 +173,8 @@ bank_cpu=$(stat ceiling cpu_us_per_txn)
 {
   echo
   echo "bench-switch: $TERMINALS terminals, $DURATION per run, mix $MIX, median of $REPEAT runs (reports in $OUT)"
-  printf '%-14s %10s %9s %9s %12s %14s %9s %9s\n' setting tps p50_ms p99_ms cpu_us/txn switch_est_us ratio invalid
-  for name in ceiling closed $(for r in $RATES; do echo "open-$r"; done); do
+  printf '%-16s %10s %9s %9s %12s %14s %9s %9s\n' setting tps p50_ms p99_ms cpu_us/txn switch_est_us ratio invalid
+  for name in ceiling $(for fs in $FSYNCS; do echo "closed-$fs"; for r in $RATES; do echo "open-$r-$fs"; done; done); do
     tps=$(stat "$name" tps)
     cpu=$(stat "$name" cpu_us_per_txn)
     bad=$(for f in "$OUT/$name"-*.json; do
@@ -122,7 +183,7 @@ bank_cpu=$(stat ceiling cpu_us_per_txn)
     awk -v n="$name" -v tps="$tps" -v p50="$(stat "$name" p50)" -v p99="$(stat "$name" p99)" -v cpu="$cpu" \
       -v bank="$bank_cpu" -v ceil="$ceiling_tps" -v bad="$bad" 'BEGIN {
         est = (n == "ceiling" || cpu == "" || bank == "") ? "-" : sprintf("%.1f", cpu - bank)
-        printf "%-14s %10.0f %9.3f %9.3f %12.1f %14s %9.2f %9d\n", n, tps, p50, p99, cpu, est, tps / ceil, bad
+        printf "%-16s %10.0f %9.3f %9.3f %12.1f %14s %9.2f %9d\n", n, tps, p50, p99, cpu, est, tps / ceil, bad
       }'
   done
   echo
@@ -131,7 +192,21 @@ bank_cpu=$(stat ceiling cpu_us_per_txn)
   echo "simulators, so its figure includes theirs; switch_est_us subtracts the bank simulator's own CPU per"
   echo "transaction from the ceiling run (a rough estimate: through the switch the bank also checks a PIN"
   echo "and a MAC). invalid: timeouts + errors + invalid replies + failed sign-ons (median per run)."
-  echo "The demo journals with fsync on."
+  echo "-on / -off: the demo's journal fsync (off: switch run --demo --no-fsync, which also keeps no intent"
+  echo "records). open-R: R requests a second asked for; tps is what was achieved."
+  if [ -n "$CONNS" ]; then
+    echo
+    f="$OUT/conns.json"
+    echo "conns: $CONNS terminals ($CONNS_RATE/s, $CONNS_DURATION, fsync $conns_fsync): sign_ons $(jnum "$f" sign_ons)," \
+      "sign_on_failures $(jnum "$f" sign_on_failures), errors $(jnum "$f" errors), timeouts $(jnum "$f" timeouts)," \
+      "tps $(printf '%.0f' "$(jnum "$f" tps)"), p99 $(jnum "$f" p99) ms; switch RSS ${rss_idle} MB idle, ${rss_peak:-?} MB peak"
+    if [ "$(jnum "$f" sign_ons)" = "$CONNS" ] && [ "$(jnum "$f" sign_on_failures)" = 0 ] &&
+      [ "$(jnum "$f" errors)" = 0 ] && [ "$(jnum "$f" timeouts)" = 0 ]; then
+      echo "conns: all $CONNS terminals signed on once and stayed connected"
+    else
+      echo "conns: NOT all $CONNS terminals signed on and stayed connected (a dropped connection re-signs on)"
+    fi
+  fi
 } | tee "$OUT/summary.txt"
 
 if [ -n "$profile" ]; then

@@ -36,14 +36,22 @@ const (
 var demoTerminals = []string{"22003600", "22003601", "RW000001", "10000001", "10000002", "10000003", "10000004",
 	"10000005", "10000006"}
 
-// DemoAddrs are where the demo listens, and its one tunable.
+// DemoAddrs are where the demo listens, and its tunables.
 type DemoAddrs struct {
 	POS, Rail, Kiosk, Admin string        // terminal channels and the admin server; empty picks a free port
 	Timeout                 time.Duration // how long the switch waits for a bank's answer (default 5s)
 	// LoadTerminals registers that many more terminals for load tests: LT000001, LT000002, ... on the pos
-	// channel, merchant 898110000000009, the demo's test TMK (switch loadtest --tid-prefix LT).
+	// channel, merchant 898110000000009, all sharing one stored TMK, the demo's test TMK (switch loadtest
+	// --tid-prefix LT).
 	LoadTerminals int
+	// NoFsync journals without fsync, for benchmarks: it gives up durability, and with it the intent records
+	// (server/intents.go writes them only when the journal fsyncs).
+	NoFsync bool
 }
+
+// loadTMK is the key name of the load-test terminals' shared TMK: one key, not one per terminal, because every
+// key added rewrites the whole key store, so thousands of keys took minutes to start.
+const loadTMK = "term/load/tmk"
 
 // loadTerminalIDs are the ids of the load-test terminals.
 func loadTerminalIDs(n int) []string {
@@ -121,6 +129,11 @@ func StartDemo(ctx context.Context, dir string, addrs DemoAddrs, log *zap.Logger
 			return nil, err
 		}
 	}
+	if addrs.NoFsync {
+		if err := demoNoFsync(filepath.Join(dir, "config.yaml")); err != nil {
+			return nil, err
+		}
+	}
 	if err := appendLoadTerminals(filepath.Join(dir, "terminals.yaml"), addrs.LoadTerminals); err != nil {
 		return nil, err
 	}
@@ -143,6 +156,24 @@ func StartDemo(ctx context.Context, dir string, addrs DemoAddrs, log *zap.Logger
 	return d, nil
 }
 
+// demoJournalFsync is the journal line of demo/config.yaml; demoNoFsync turns its fsync off.
+const demoJournalFsync = "journal: {dir: journal, fsync: true}"
+
+// demoNoFsync rewrites the demo configuration at path to journal without fsync. It fails when the journal line
+// is not there, so a change to demo/config.yaml cannot silently leave fsync on.
+func demoNoFsync(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(data)
+	if !strings.Contains(s, demoJournalFsync) {
+		return fmt.Errorf("demo: no line %q in %s to turn fsync off", demoJournalFsync, path)
+	}
+	s = strings.Replace(s, demoJournalFsync, "journal: {dir: journal, fsync: false}", 1)
+	return os.WriteFile(path, []byte(s), 0o600)
+}
+
 // appendLoadTerminals adds n load-test terminals to the demo's terminals file.
 func appendLoadTerminals(path string, n int) error {
 	if n <= 0 {
@@ -155,7 +186,7 @@ func appendLoadTerminals(path string, n int) error {
 	defer f.Close()
 	w := bufio.NewWriter(f)
 	for _, id := range loadTerminalIDs(n) {
-		fmt.Fprintf(w, "  - {id: %q, merchant: \"898110000000009\", channel: pos, tmk: term/%s/tmk}\n", id, id)
+		fmt.Fprintf(w, "  - {id: %q, merchant: \"898110000000009\", channel: pos, tmk: %s}\n", id, loadTMK)
 	}
 	return w.Flush()
 }
@@ -191,8 +222,13 @@ func demoKeys(ctx context.Context, dir string, loadTerminals int) (*hsm.LMK, err
 		_, err = store.Put(k)
 		return err
 	}
-	for _, tid := range append(demoTerminals, loadTerminalIDs(loadTerminals)...) {
+	for _, tid := range demoTerminals {
 		if err := add("term/"+tid+"/tmk", hsm.KeyTMK, DemoTMK); err != nil {
+			return nil, err
+		}
+	}
+	if loadTerminals > 0 {
+		if err := add(loadTMK, hsm.KeyTMK, DemoTMK); err != nil {
 			return nil, err
 		}
 	}

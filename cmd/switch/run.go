@@ -111,6 +111,7 @@ SWITCH_CPUPROFILE=FILE writes a CPU profile of the whole run to FILE.`,
 	cmd.Flags().StringVar(&addrs.Kiosk, "kiosk", "127.0.0.1:5002", "demo: kiosk channel address")
 	cmd.Flags().StringVar(&addrs.Admin, "admin", "127.0.0.1:8080", "demo: admin server address")
 	cmd.Flags().IntVar(&addrs.LoadTerminals, "load-terminals", 0, "demo: register N load-test terminals LT000001.. (see switch loadtest --tid-prefix)")
+	cmd.Flags().BoolVar(&addrs.NoFsync, "no-fsync", false, "demo: journal without fsync, for benchmarks (gives up durability and the intent records)")
 	cmd.Flags().DurationVar(&grace, "grace", 10*time.Second, "time to finish in-flight work at shutdown")
 	cmd.Flags().BoolVar(&debug, "debug", false, "debug logging")
 	return cmd

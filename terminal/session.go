@@ -33,11 +33,16 @@ type Sessions interface {
 }
 
 // MemorySessions keeps sessions in memory and, when given a file, writes them there on every change so they
-// survive a restart (keys in it are under the LMK).
+// survive a restart (keys in it are under the LMK). Saves are group-committed: while one Put writes the file,
+// the Puts that arrive meanwhile are all covered by the next single write, so a burst of sign-ons does not
+// rewrite the file once per terminal.
 type MemorySessions struct {
-	mu   sync.Mutex
-	m    map[string]Session
-	path string
+	mu      sync.Mutex
+	m       map[string]Session
+	version uint64 // changes made, under mu
+	path    string
+	saveMu  sync.Mutex // one save at a time
+	saved   uint64     // the version the file holds, under saveMu
 }
 
 // NewMemorySessions returns an embedded session store; path may be empty for memory only.
@@ -67,19 +72,33 @@ func (s *MemorySessions) Get(_ context.Context, tid string) (Session, bool, erro
 	return v, ok, nil
 }
 
-// Put stores a session.
+// Put stores a session; with a file, it returns once the file holds it.
 func (s *MemorySessions) Put(_ context.Context, v Session) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.m[v.TID] = v
+	s.version++
+	want := s.version
+	s.mu.Unlock()
 	if s.path == "" {
 		return nil
 	}
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	if s.saved >= want {
+		return nil // a save that started after this Put already wrote it
+	}
+	s.mu.Lock()
 	data, err := json.Marshal(s.m)
+	version := s.version
+	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path, data)
+	if err := writeFileAtomic(s.path, data); err != nil {
+		return err
+	}
+	s.saved = version
+	return nil
 }
 
 // writeFileAtomic writes data to a temporary file, syncs it and renames it over path.

@@ -38,7 +38,7 @@ ceiling: build ## the no-switch ceiling: bank simulator and closed-loop load tes
 	   --duration $(or $(DURATION),10s) --metrics http://127.0.0.1:9101/metrics --json ceiling.json; \
 	 rc=$$?; kill $$pid; exit $$rc
 
-bench-switch: ## the load generator against the demo switch and the no-switch ceiling (TERMINALS, DURATION, RATES, REPEAT, PROFILE=1)
+bench-switch: ## the load generator against the demo switch and the no-switch ceiling (TERMINALS, DURATION, RATES, REPEAT, FSYNC=on|off|both, CONNS=10000, CONNS_RATE, CONNS_DURATION, PROFILE=1)
 	scripts/bench-switch.sh
 
 scenarios: ## run the shipped terminal scenarios against TARGET (default: the demo's pos channel 127.0.0.1:5000)

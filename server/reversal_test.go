@@ -45,11 +45,9 @@ func TestUnansweredPurchaseIsReversedAcrossARestart(t *testing.T) {
 	if rep := tt.purchase(cupCard, 2500); rep.String(39) != "98" {
 		t.Fatalf("unanswered purchase answered %q, want 98", rep.String(39))
 	}
-	// The bank applies the purchase without answering (under load it may get there after the switch gave up).
-	waitFor(t, "the bank to apply the unanswered purchase", 5*time.Second, func() bool {
-		after, _ := d.BankA.Ledger().Balance(cupCard)
-		return after == before-2500
-	})
+	// The silent bank still applies what it receives: the purchase, and then each repeat of the reversal the
+	// queue sends while it waits for an answer, so the balance in between depends on timing and is not checked;
+	// what must hold is that the reversal stays queued until acknowledged, across the restart.
 	waitFor(t, "the queued reversal", 2*time.Second, func() bool { return len(d.queue.Pending()) == 1 })
 
 	// Restart while the bank is still silent: the reversal survives on disk.

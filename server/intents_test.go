@@ -88,18 +88,7 @@ func TestRequestCutOffByACrashIsReversedAtTheNextStart(t *testing.T) {
 	}
 	_ = d.BankA.SetFaults(bank.Faults{})
 
-	cfg, err := LoadConfig(filepath.Join(dir, "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sw, err := New(cfg, Options{Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sw.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sw.Stop(context.Background()) }()
+	sw := startFromDir(t, dir, log)
 	waitFor(t, "the recovered reversal to be acknowledged", 15*time.Second, func() bool {
 		return balance(d.BankA) == before && len(sw.queue.Pending()) == 0
 	})

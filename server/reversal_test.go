@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/railswitch/railswitch/simulators/bank"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -19,6 +20,25 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startFromDir starts a switch on the configuration a demo wrote in dir (a restart: the demo's banks keep
+// running) and stops it when the test ends.
+func startFromDir(t *testing.T, dir string, log *zap.Logger) *Switch {
+	t.Helper()
+	cfg, err := LoadConfig(filepath.Join(dir, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := New(cfg, Options{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sw.Stop(context.Background()) })
+	return sw
 }
 
 const cupCard = "6212341234567890" // bank A's test account
@@ -56,18 +76,7 @@ func TestUnansweredPurchaseIsReversedAcrossARestart(t *testing.T) {
 	if err := d.Switch.Stop(ctx); err != nil {
 		t.Logf("stop: %v", err)
 	}
-	cfg, err := LoadConfig(filepath.Join(dir, "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sw, err := New(cfg, Options{Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sw.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sw.Stop(context.Background()) }()
+	sw := startFromDir(t, dir, log)
 	if n := len(sw.queue.Pending()); n != 1 {
 		t.Fatalf("after the restart %d reversals are queued, want 1", n)
 	}

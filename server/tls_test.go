@@ -79,18 +79,7 @@ func TestBankLinkOverTLS(t *testing.T) {
 	edit("config.yaml", "  bank-a: &bank\n", "  bank-a: &bank\n    tls: {ca_file: ca.pem, server_name: localhost}\n")
 	edit("config.yaml", "    <<: *bank\n", "    <<: *bank\n    tls: null\n")
 
-	cfg, err := LoadConfig(filepath.Join(dir, "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sw, err := New(cfg, Options{Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sw.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sw.Stop(context.Background()) }()
+	sw := startFromDir(t, dir, log)
 	waitFor(t, "bank links over TLS", 5*time.Second, func() bool { ok, _ := sw.Ready(); return ok })
 	tt := dialTerminal(t, sw.Channels()[0].Addr(), "22003600", "104512541110001")
 	tt.signOn()

@@ -21,6 +21,43 @@ type env struct {
 	stan, rrn string
 	original  *Txn // the original of a void, refund or completion; nil otherwise
 	req       *codec.Message
+
+	// The card number and the clear track 2 of req, found once: routing, PIN translation and the track
+	// conversion all need them, and an encrypted track costs a security-module call.
+	pan        string
+	panKnown   bool
+	clearTrack []byte
+}
+
+// forAcquirer is the env of one attempt at an acquirer, keeping what is known of the card.
+func (e *env) forAcquirer(acq *Acquirer, now time.Time, original *Txn) *env {
+	a := *e
+	a.acq, a.now, a.original = acq, now, original
+	return &a
+}
+
+// cardNumber is the PAN of the request: field 2, or the account number of track 2, decrypted first when the
+// terminal encrypted it under its TDK.
+func (e *env) cardNumber(ctx context.Context) (string, error) {
+	if e.panKnown {
+		return e.pan, nil
+	}
+	if e.req.Has(2) || !e.req.Has(35) || e.sess == nil {
+		e.pan, e.panKnown = panOf(e.req), true
+		return e.pan, nil
+	}
+	track, _ := e.req.Value(35)
+	clear, err := e.DecryptTrack(ctx, track)
+	if err != nil {
+		return "", err
+	}
+	for i, c := range clear {
+		if c == '=' {
+			e.pan, e.panKnown = string(clear[:i]), true
+			return e.pan, nil
+		}
+	}
+	return "", errors.New("track 2 has no separator")
 }
 
 func (e *env) Generate(ctx context.Context, what string) (string, error) {
@@ -55,7 +92,10 @@ func (e *env) Generate(ctx context.Context, what string) (string, error) {
 }
 
 func (e *env) TranslatePIN(ctx context.Context, block []byte, src *codec.Message) ([]byte, error) {
-	pan, err := e.f.cardNumber(ctx, e.sess, src)
+	if src != e.req {
+		return nil, errors.New("PIN translation for a message other than the request")
+	}
+	pan, err := e.cardNumber(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -78,10 +118,17 @@ func (e *env) DecryptTrack(ctx context.Context, track []byte) ([]byte, error) {
 	if e.sess.TDK == nil || len(sec) < 3 || sec[2] != '1' {
 		return track, nil
 	}
+	if raw, _ := e.req.Value(35); e.clearTrack != nil && string(raw) == string(track) {
+		return e.clearTrack, nil
+	}
 	clear, err := e.f.cfg.HSM.Decrypt(ctx, hsm.DataRequest{Key: *e.sess.TDK, Mode: hsm.DataTrack,
 		Data: codec.PackTrack(nil, track)})
 	if err != nil {
 		return nil, err
 	}
-	return codec.UnpackTrack(nil, clear, len(track)), nil
+	out := codec.UnpackTrack(nil, clear, len(track))
+	if raw, _ := e.req.Value(35); string(raw) == string(track) {
+		e.clearTrack = out
+	}
+	return out, nil
 }

@@ -288,7 +288,8 @@ func (f *Flow) txnID(now time.Time) string {
 var errNoMap = errors.New("no conversion map")
 
 func (f *Flow) financial(ctx context.Context, t *terminal.Terminal, sess *terminal.Session, req, rsp *codec.Message, received time.Time) string {
-	pan, err := f.cardNumber(ctx, sess, req)
+	card := &env{f: f, sess: sess, req: req} // the card number and clear track, worked out once per request
+	pan, err := card.cardNumber(ctx)
 	if err != nil {
 		f.cfg.Log.Info("cannot read the card number", zap.String("terminal", t.ID), zap.Error(err))
 		return RCFormat
@@ -352,30 +353,7 @@ func (f *Flow) financial(ctx context.Context, t *terminal.Terminal, sess *termin
 			defer func() { f.inflight.Delete(key); close(done) }()
 		}
 	}
-	return f.exchange(ctx, t, sess, req, rsp, &attempt, original, received)
-}
-
-// cardNumber is the PAN of a request: field 2, or the account number of track 2, decrypted first when the
-// terminal encrypted it under its TDK.
-func (f *Flow) cardNumber(ctx context.Context, sess *terminal.Session, req *codec.Message) (string, error) {
-	if req.Has(2) || !req.Has(35) {
-		return panOf(req), nil
-	}
-	track, _ := req.Value(35)
-	e := &env{f: f, sess: sess, req: req}
-	if e.sess == nil {
-		return panOf(req), nil
-	}
-	clear, err := e.DecryptTrack(ctx, track)
-	if err != nil {
-		return "", err
-	}
-	for i, c := range clear {
-		if c == '=' {
-			return string(clear[:i]), nil
-		}
-	}
-	return "", errors.New("track 2 has no separator")
+	return f.exchange(ctx, t, card, req, rsp, &attempt, original, received)
 }
 
 // original finds the transaction a request refers to. For a reversal: the one with its own trace number in
@@ -403,7 +381,7 @@ func (f *Flow) original(ctx context.Context, t *terminal.Terminal, req *codec.Me
 
 // exchange converts and sends the request, failing over only while it was never written, and builds the
 // terminal's reply from the acquirer's.
-func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *terminal.Session, req, rsp *codec.Message,
+func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, card *env, req, rsp *codec.Message,
 	attempt *router.Attempt, original *Txn, received time.Time) string {
 	for {
 		choice, err := attempt.Next()
@@ -417,7 +395,7 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *termina
 			continue
 		}
 		out := f.message(acq.Spec)
-		env := &env{f: f, sess: sess, acq: acq, now: f.cfg.Now(), original: original, req: req}
+		env := card.forAcquirer(acq, f.cfg.Now(), original)
 		err = f.buildRequest(ctx, env, acq, req, out)
 		if err != nil {
 			attempt.NotSent()
@@ -454,7 +432,7 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, sess *termina
 		attempt.Sent()
 		attempt.Done(router.Success)
 		bank.answered(resp.Message)
-		rc := f.finish(ctx, t, sess, req, rsp, acq, choice.Link, out, resp.Message, env, original, received)
+		rc := f.finish(ctx, t, card.sess, req, rsp, acq, choice.Link, out, resp.Message, env, original, received)
 		f.endIntent(ctx, acq, intent) // before the terminal's reply: an approval it got is never reversed later
 		resp.Release()
 		f.release(out)
@@ -598,7 +576,7 @@ func (f *Flow) finish(ctx context.Context, t *terminal.Terminal, sess *terminal.
 		Station: t.Station, Channel: f.cfg.Channel, Terminal: t.ID, Merchant: t.Merchant, Acquirer: acq.Name,
 		MTI: req.MTI(), ProcessingCode: req.String(3), Amount: amount, Currency: req.String(49), ResponseCode: rc,
 		AuthCode: tmp.String(38), RRN: out.String(37), TerminalSTAN: req.String(11), AcquirerSTAN: out.String(11),
-		PAN: journal.MaskPAN(panOf(req)), TerminalLocalTime: req.String(13) + req.String(12), ReceivedAt: received,
+		PAN: journal.MaskPAN(e.pan), TerminalLocalTime: req.String(13) + req.String(12), ReceivedAt: received,
 		AnsweredAt: answered}
 	if original != nil {
 		rec.OriginalTxnID = original.ID

@@ -5,10 +5,9 @@ import (
 	"testing"
 )
 
-// BenchmarkEnqueue measures Enqueue with its fsync on the test's temporary directory. The sender holds the
-// first entry until Close, so the worker's own writes do not compete.
-func BenchmarkEnqueue(b *testing.B) {
-	spec := testSpec(b, "iso87-ascii")
+// benchQueue opens a queue whose sender holds the first entry until Close, so the worker's own writes do not
+// compete with the enqueues measured, and a reversal to enqueue. The queue closes when the benchmark ends.
+func benchQueue(b *testing.B) (*Queue, []byte) {
 	hold := SenderFunc(func(ctx context.Context, _, _ string, _ []byte) (string, error) {
 		<-ctx.Done()
 		return "", ctx.Err()
@@ -16,8 +15,14 @@ func BenchmarkEnqueue(b *testing.B) {
 	clock := newClock()
 	clock.gate = make(chan struct{})
 	q := openQueue(b, b.TempDir(), hold, clock, Policy{}, nil)
-	defer q.Close()
-	msg := packed(b, spec, "0420", "000001")
+	b.Cleanup(func() { _ = q.Close() })
+	return q, packed(b, testSpec(b, "iso87-ascii"), "0420", "000001")
+}
+
+// BenchmarkEnqueue measures Enqueue with its fsync on the test's temporary directory. The sender holds the
+// first entry until Close.
+func BenchmarkEnqueue(b *testing.B) {
+	q, msg := benchQueue(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -31,16 +36,7 @@ func BenchmarkEnqueue(b *testing.B) {
 // BenchmarkEnqueueParallel is Enqueue from 32 goroutines (a bank black hole at a peak: every timed-out
 // request queues a reversal); group commit shares each fsync among the callers waiting for it.
 func BenchmarkEnqueueParallel(b *testing.B) {
-	spec := testSpec(b, "iso87-ascii")
-	hold := SenderFunc(func(ctx context.Context, _, _ string, _ []byte) (string, error) {
-		<-ctx.Done()
-		return "", ctx.Err()
-	})
-	clock := newClock()
-	clock.gate = make(chan struct{})
-	q := openQueue(b, b.TempDir(), hold, clock, Policy{}, nil)
-	defer q.Close()
-	msg := packed(b, spec, "0420", "000001")
+	q, msg := benchQueue(b)
 	b.ReportAllocs()
 	b.SetParallelism(16) // x GOMAXPROCS goroutines
 	b.ResetTimer()

@@ -17,6 +17,7 @@ import (
 type Config struct {
 	Node        NodeConfig                `yaml:"node"`
 	Keys        KeysConfig                `yaml:"keys"`
+	HSM         HSMConfig                 `yaml:"hsm"` // the security module; default: the software module
 	Channels    []ChannelConfig           `yaml:"channels"`
 	Terminals   string                    `yaml:"terminals"` // terminals file
 	Routes      string                    `yaml:"routes"`    // routes file (acquirers, endpoints, rules, BIN CSVs)
@@ -47,6 +48,19 @@ type NodeConfig struct {
 type KeysConfig struct {
 	Store   string `yaml:"store"`    // key store file
 	LMKFile string `yaml:"lmk_file"` // path of the LMK file (0600); SWITCH_LMK / SWITCH_LMK_FILE take precedence
+}
+
+// HSMConfig chooses the security module. The software module (the default) holds the LMK in the process; a
+// payShield-compatible networked HSM holds it itself, and the key store then keeps cryptograms under the
+// HSM's LMK (the switch still checks the key store's LMK check value against SWITCH_LMK / lmk_file, which must
+// be the HSM's LMK check value source).
+type HSMConfig struct {
+	Type        string   `yaml:"type"`          // software (default) or payshield
+	Address     string   `yaml:"address"`       // payshield: host:port
+	HeaderLen   int      `yaml:"header_len"`    // payshield: message header length, default 4
+	Conns       int      `yaml:"conns"`         // payshield: connections, default 2
+	MaxInFlight int      `yaml:"max_in_flight"` // payshield: outstanding commands per connection, default 16
+	Timeout     Duration `yaml:"timeout"`       // payshield: per command, default 2s
 }
 
 // ChannelConfig is one terminal-facing listener.
@@ -308,6 +322,15 @@ func (c *Config) validate() error {
 	}
 	if r := c.Redis; r.DB < 0 || r.PoolSize < 0 || r.DialTimeout < 0 || r.ReadTimeout < 0 || r.WriteTimeout < 0 {
 		add(c.errAt("redis", "db, pool_size and the timeouts cannot be negative"))
+	}
+	switch c.HSM.Type {
+	case "", "software":
+	case "payshield":
+		if c.HSM.Address == "" {
+			add(c.errAt("hsm.address", "a payshield HSM needs its address"))
+		}
+	default:
+		add(c.errAt("hsm.type", "unknown security module %q (software or payshield)", c.HSM.Type))
 	}
 	if c.Journal.Dir == "" {
 		add(c.errAt("journal", "journal.dir is required"))

@@ -23,6 +23,7 @@ import (
 	"github.com/railswitch/railswitch/convert"
 	"github.com/railswitch/railswitch/flow"
 	"github.com/railswitch/railswitch/hsm"
+	"github.com/railswitch/railswitch/hsm/payshield"
 	"github.com/railswitch/railswitch/journal"
 	"github.com/railswitch/railswitch/limits"
 	"github.com/railswitch/railswitch/link"
@@ -39,7 +40,7 @@ type Switch struct {
 	cfg       *Config
 	log       *zap.Logger
 	reg       *prometheus.Registry
-	module    *hsm.Software
+	module    hsm.Module // the software module, or a networked HSM's client
 	keys      *hsm.KeyStore
 	registry  *terminal.Registry
 	manager   *terminal.Manager
@@ -98,7 +99,10 @@ func New(cfg *Config, opts Options) (*Switch, error) {
 	if err := keys.CheckLMK(lmk.CheckValue()); err != nil {
 		return nil, fmt.Errorf("key store: %w", err)
 	}
-	s.keys, s.module = keys, hsm.NewSoftware(lmk, nil)
+	s.keys = keys
+	if s.module, err = newModule(cfg.HSM, lmk); err != nil {
+		return nil, err
+	}
 	if err := s.buildTerminals(); err != nil {
 		return nil, err
 	}
@@ -133,6 +137,19 @@ func New(cfg *Config, opts Options) (*Switch, error) {
 		}
 	}
 	return s, s.buildChannels()
+}
+
+// newModule returns the configured security module.
+func newModule(c HSMConfig, lmk *hsm.LMK) (hsm.Module, error) {
+	if c.Type != "payshield" {
+		return hsm.NewSoftware(lmk, nil), nil
+	}
+	cl, err := payshield.NewClient(payshield.Config{Addr: c.Address, HeaderLen: c.HeaderLen, Conns: c.Conns,
+		MaxInFlight: c.MaxInFlight, Timeout: time.Duration(c.Timeout)})
+	if err != nil {
+		return nil, fmt.Errorf("hsm: %w", err)
+	}
+	return cl, nil
 }
 
 // buildReversals opens the store-and-forward queue; it drains through the bank links.
@@ -576,6 +593,9 @@ func (s *Switch) Stop(ctx context.Context) error {
 		errs = append(errs, s.redis.Close())
 	}
 	errs = append(errs, s.journal.Close())
+	if c, ok := s.module.(interface{ Close() error }); ok {
+		errs = append(errs, c.Close()) // a networked HSM's connections
+	}
 	return errors.Join(errs...)
 }
 

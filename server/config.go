@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/railswitch/railswitch/internal/yamlwalk"
+	"github.com/railswitch/railswitch/ledger"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -152,11 +153,9 @@ type JournalConfig struct {
 	RetryHorizon      Duration `yaml:"retry_horizon"`
 }
 
-// SinkConfig is one ledger sink fed by the shipper.
-type SinkConfig struct {
-	Type string `yaml:"type"` // file (JSON lines, demos only)
-	Path string `yaml:"path"`
-}
+// SinkConfig is one ledger sink fed by the shipper: file, postgres, redis or nats, with the shipper's own
+// settings (batch_size, linger, ...) inline (docs/ledger.md).
+type SinkConfig = ledger.Config
 
 // ReversalsConfig is the store-and-forward queue of reversals and advices (docs/reversals.md).
 type ReversalsConfig struct {
@@ -173,6 +172,14 @@ type ReversalsConfig struct {
 type AdminConfig struct {
 	Listen   string `yaml:"listen"`    // default 127.0.0.1:8080
 	TokenEnv string `yaml:"token_env"` // environment variable holding the token of mutating endpoints
+}
+
+// retryHorizon is journal.retry_horizon, or the shipper's default of 24h.
+func (c *Config) retryHorizon() time.Duration {
+	if c.Journal.RetryHorizon > 0 {
+		return time.Duration(c.Journal.RetryHorizon)
+	}
+	return 24 * time.Hour
 }
 
 // Duration is a time.Duration written as "5s", "10m".
@@ -338,10 +345,20 @@ func (c *Config) validate() error {
 	if c.Reversals.Dir == "" || c.Reversals.KeyName == "" {
 		add(c.errAt("reversals", "reversals.dir and reversals.key (a DEK in the key store) are required"))
 	}
+	sinkNames := map[string]bool{}
 	for i, s := range c.Sinks {
-		if s.Type != "file" {
-			add(c.errAt(fmt.Sprintf("sinks[%d]", i), "unknown sink type %q (this build has: file)", s.Type))
+		p := fmt.Sprintf("sinks[%d]", i)
+		if err := s.Validate(c.retryHorizon()); err != nil {
+			add(c.errAt(p, "%v", err))
 		}
+		name := s.Name
+		if name == "" {
+			name = s.Type
+		}
+		if sinkNames[name] {
+			add(c.errAt(p, "sink name %q used twice: each sink keeps its own checkpoint by name", name))
+		}
+		sinkNames[name] = true
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -25,6 +26,7 @@ import (
 	"github.com/railswitch/railswitch/hsm"
 	"github.com/railswitch/railswitch/hsm/payshield"
 	"github.com/railswitch/railswitch/journal"
+	"github.com/railswitch/railswitch/ledger"
 	"github.com/railswitch/railswitch/limits"
 	"github.com/railswitch/railswitch/link"
 	"github.com/railswitch/railswitch/router"
@@ -37,32 +39,34 @@ import (
 
 // Switch is one running switch node.
 type Switch struct {
-	cfg       *Config
-	log       *zap.Logger
-	reg       *prometheus.Registry
-	module    hsm.Module // the software module, or a networked HSM's client
-	keys      *hsm.KeyStore
-	registry  *terminal.Registry
-	manager   *terminal.Manager
-	router    *router.Router
-	balancer  atomic.Pointer[router.Balancer]
-	limiter   *limits.Limiter
-	redis     *redis.Client // of the cluster-wide limits; nil without a redis: section
-	pool      *link.Pool
-	acquirers map[string]*flow.Acquirer
-	journal   *journal.Journal
-	shippers  []*journal.Shipper
-	reversals flow.Reversals
-	queue     *saf.Queue
-	intents   *intents // nil without journal fsync: then a crash loses more than intents could save
-	channels  []*channel.Channel
-	flows     []*flow.Flow
-	counter   link.Counter
-	metrics   *flow.Metrics
-	drained   sync.Map // link id string -> true: taken out of balancing by an operator
-	admin     *http.Server
-	adminAddr string
-	cancel    context.CancelFunc
+	cfg         *Config
+	log         *zap.Logger
+	reg         *prometheus.Registry
+	module      hsm.Module // the software module, or a networked HSM's client
+	keys        *hsm.KeyStore
+	registry    *terminal.Registry
+	manager     *terminal.Manager
+	router      *router.Router
+	balancer    atomic.Pointer[router.Balancer]
+	limiter     *limits.Limiter
+	redis       *redis.Client // of the cluster-wide limits; nil without a redis: section
+	pool        *link.Pool
+	acquirers   map[string]*flow.Acquirer
+	journal     *journal.Journal
+	shippers    []*journal.Shipper
+	sinkClosers []io.Closer    // sinks with connections, closed after their shippers stopped
+	shipping    sync.WaitGroup // running shippers
+	reversals   flow.Reversals
+	queue       *saf.Queue
+	intents     *intents // nil without journal fsync: then a crash loses more than intents could save
+	channels    []*channel.Channel
+	flows       []*flow.Flow
+	counter     link.Counter
+	metrics     *flow.Metrics
+	drained     sync.Map // link id string -> true: taken out of balancing by an operator
+	admin       *http.Server
+	adminAddr   string
+	cancel      context.CancelFunc
 }
 
 // Options are what a Switch takes besides its configuration.
@@ -468,16 +472,33 @@ func (s *Switch) buildJournal() error {
 		return err
 	}
 	s.journal = j
+	horizon := s.cfg.retryHorizon()
 	for _, sc := range s.cfg.Sinks {
-		sink, err := journal.NewFileSink("file", s.cfg.Path(sc.Path), fsync)
-		if err != nil {
-			return err
+		if sc.Type == ledger.TypeFile {
+			sc.Path = s.cfg.Path(sc.Path)
+			if sc.Fsync == nil {
+				sc.Fsync = &fsync
+			}
 		}
-		sh, err := journal.NewShipper(j, sink, journal.ShipperOptions{Registerer: s.reg, Logger: s.log})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sink, err := ledger.Open(ctx, sc, horizon, s.log)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", or(sc.Name, sc.Type), err)
+		}
+		opts := sc.Shipper
+		if opts.RetryHorizon == 0 {
+			opts.RetryHorizon = horizon
+		}
+		opts.Registerer, opts.Logger = s.reg, s.log
+		sh, err := journal.NewShipper(j, sink, opts)
 		if err != nil {
 			return err
 		}
 		s.shippers = append(s.shippers, sh)
+		if c, ok := sink.(io.Closer); ok {
+			s.sinkClosers = append(s.sinkClosers, c)
+		}
 	}
 	return nil
 }
@@ -535,7 +556,8 @@ func (s *Switch) Start(ctx context.Context) error {
 		}
 	}
 	for _, sh := range s.shippers {
-		go func() { _ = sh.Run(ctx) }()
+		s.shipping.Add(1)
+		go func() { defer s.shipping.Done(); _ = sh.Run(ctx) }()
 	}
 	for _, ch := range s.channels {
 		if err := ch.Start(); err != nil {
@@ -585,6 +607,10 @@ func (s *Switch) Stop(ctx context.Context) error {
 	}
 	if s.cancel != nil {
 		s.cancel()
+	}
+	s.shipping.Wait()
+	for _, c := range s.sinkClosers {
+		errs = append(errs, c.Close())
 	}
 	if s.limiter != nil {
 		s.limiter.Close()

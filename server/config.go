@@ -30,7 +30,7 @@ type Config struct {
 	Sinks       []SinkConfig              `yaml:"sinks"`
 	Reversals   ReversalsConfig           `yaml:"reversals"`
 	Admin       AdminConfig               `yaml:"admin"`
-	State       string                    `yaml:"state"` // folder of the embedded node state (sessions)
+	State       StateConfig               `yaml:"state"` // node state: embedded files or shared Redis (docs/nodestate.md)
 
 	dir   string
 	file  string

@@ -29,6 +29,7 @@ import (
 	"github.com/railswitch/railswitch/ledger"
 	"github.com/railswitch/railswitch/limits"
 	"github.com/railswitch/railswitch/link"
+	"github.com/railswitch/railswitch/nodestate"
 	"github.com/railswitch/railswitch/router"
 	"github.com/railswitch/railswitch/saf"
 	"github.com/railswitch/railswitch/specs"
@@ -62,6 +63,9 @@ type Switch struct {
 	channels    []*channel.Channel
 	flows       []*flow.Flow
 	counter     link.Counter
+	state       *nodestate.State
+	sealer      saf.Sealer  // seals reversal entries at rest
+	leaseLost   atomic.Bool // the shared state's node lease was lost
 	metrics     *flow.Metrics
 	drained     sync.Map // link id string -> true: taken out of balancing by an operator
 	admin       *http.Server
@@ -107,6 +111,13 @@ func New(cfg *Config, opts Options) (*Switch, error) {
 	if s.module, err = newModule(cfg.HSM, lmk); err != nil {
 		return nil, err
 	}
+	if s.redis = redisClient(cfg.Redis); s.redis == nil && cfg.State.Type == nodestate.TypeRedis {
+		return nil, errors.New("state.type redis needs the redis section")
+	}
+	if err := s.buildState(); err != nil {
+		s.closeRedis()
+		return nil, err
+	}
 	if err := s.buildTerminals(); err != nil {
 		return nil, err
 	}
@@ -122,13 +133,11 @@ func New(cfg *Config, opts Options) (*Switch, error) {
 			return nil, err
 		}
 		lo := limits.Options{Registerer: s.reg, Logger: s.log, NodeID: cfg.Node.ID}
-		if s.redis = redisClient(cfg.Redis); s.redis != nil {
+		if s.redis != nil {
 			lo.Redis = s.redis // only when set: a nil *redis.Client in the interface would not be nil
 		}
 		if s.limiter, err = limits.New(lc, lo); err != nil {
-			if s.redis != nil {
-				_ = s.redis.Close()
-			}
+			s.closeRedis()
 			return nil, err
 		}
 	}
@@ -141,6 +150,13 @@ func New(cfg *Config, opts Options) (*Switch, error) {
 		}
 	}
 	return s, s.buildChannels()
+}
+
+// closeRedis closes the Redis client after a failed New.
+func (s *Switch) closeRedis() {
+	if s.redis != nil {
+		_ = s.redis.Close()
+	}
 }
 
 // newModule returns the configured security module.
@@ -172,7 +188,8 @@ func (s *Switch) buildReversals() error {
 	if err != nil {
 		return err
 	}
-	store, err := saf.OpenFileStore(s.cfg.Path(s.cfg.Reversals.Dir), saf.FileStoreOptions{})
+	s.sealer = sealer
+	store, err := s.safStore(ctx, "reversals", s.cfg.Path(s.cfg.Reversals.Dir))
 	if err != nil {
 		return err
 	}
@@ -270,18 +287,7 @@ func (s *Switch) buildTerminals() error {
 	if s.registry, err = terminal.NewRegistry(list); err != nil {
 		return fmt.Errorf("%s: %w", s.cfg.Terminals, err)
 	}
-	path := ""
-	if s.cfg.State != "" {
-		if err := os.MkdirAll(s.cfg.Path(s.cfg.State), 0o700); err != nil {
-			return err
-		}
-		path = s.cfg.Path(s.cfg.State) + "/sessions.json"
-	}
-	sessions, err := terminal.NewMemorySessions(path)
-	if err != nil {
-		return err
-	}
-	s.manager = &terminal.Manager{Registry: s.registry, Sessions: sessions, Batches: terminal.NewMemoryBatches(),
+	s.manager = &terminal.Manager{Registry: s.registry, Sessions: s.state.Sessions, Batches: s.state.Batches,
 		HSM: s.module, Keys: s.keys.Get, Log: s.log}
 	return nil
 }
@@ -345,10 +351,7 @@ func (s *Switch) buildAcquirers() error {
 		return convert.Compile(m, from, to)
 	}
 	table := s.router.Table()
-	counter, err := link.NewLocalCounter(link.CounterConfig{Node: s.cfg.Node.Number})
-	if err != nil {
-		return err
-	}
+	counter := s.state.Counter
 	var pools []link.Acquirer
 	keys := &keyChanger{s: s}
 	for _, ra := range table.Acquirers() {
@@ -411,8 +414,9 @@ func (s *Switch) buildAcquirers() error {
 		}
 		pools = append(pools, la)
 	}
-	s.pool, err = link.NewPool(pools)
 	s.counter = counter
+	var err error
+	s.pool, err = link.NewPool(pools)
 	return err
 }
 
@@ -532,7 +536,7 @@ func (s *Switch) buildChannels() error {
 		fc := flow.Config{Channel: cc.Name, Spec: spec, Framing: spec.Framing(), Manager: s.manager,
 			HSM: s.module, Router: s.router, Balancer: s.balancer.Load, Links: s.pool, Limits: s.limiter,
 			Acquirers: s.acquirers, Counter: s.counter, Journal: s.journal, Reversals: s.reversals,
-			Txns: flow.NewMemoryTxns(), NodeID: s.cfg.Node.ID, Posting: s.cfg.Node.Posting, Log: s.log,
+			Txns: s.state.Txns, NodeID: s.cfg.Node.ID, Posting: s.cfg.Node.Posting, Log: s.log,
 			Metrics: s.metrics}
 		if s.intents != nil {
 			fc.Intents = s.intents
@@ -554,6 +558,11 @@ func (s *Switch) Start(ctx context.Context) error {
 		if err := s.intents.recoverIntents(ctx, s.reversals, s.log); err != nil {
 			return fmt.Errorf("intents: %w", err)
 		}
+	}
+	if s.state.Lease != nil && s.queue != nil {
+		go s.state.Lease.RunTakeover(ctx, s.takeOver, func(err error) {
+			s.log.Warn("takeover of dead nodes' reversal entries failed; retrying", zap.Error(err))
+		})
 	}
 	for _, sh := range s.shippers {
 		s.shipping.Add(1)
@@ -615,6 +624,7 @@ func (s *Switch) Stop(ctx context.Context) error {
 	if s.limiter != nil {
 		s.limiter.Close()
 	}
+	errs = append(errs, s.state.Close()) // after the queue and intents: releases the lease
 	if s.redis != nil {
 		errs = append(errs, s.redis.Close())
 	}
@@ -636,6 +646,9 @@ func (s *Switch) Ready() (bool, []string) {
 		if !up {
 			missing = append(missing, name+": no signed-on link")
 		}
+	}
+	if s.leaseLost.Load() {
+		missing = append(missing, "node lease lost: another node may own this node's reversal queue")
 	}
 	return len(missing) == 0, missing
 }

@@ -22,10 +22,12 @@ type gnetServer struct {
 // gnetConn writes through gnet's asynchronous, concurrency-safe write.
 type gnetConn struct{ c gnet.Conn }
 
-func (g gnetConn) write(frame []byte, done func()) error {
-	err := g.c.AsyncWrite(frame, func(gnet.Conn, error) error { done(); return nil })
+func (g gnetConn) write(frame []byte, done func(error)) error {
+	// The callback runs on the event loop once the frame was written to the socket (or gnet's outbound
+	// buffer for it), or with net.ErrClosed when the connection closed before.
+	err := g.c.AsyncWrite(frame, func(_ gnet.Conn, err error) error { done(err); return nil })
 	if err != nil {
-		done()
+		done(err)
 	}
 	return err
 }

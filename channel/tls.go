@@ -19,12 +19,12 @@ type tlsConn struct {
 	mu sync.Mutex
 }
 
-func (t *tlsConn) write(frame []byte, done func()) error {
-	defer done()
+func (t *tlsConn) write(frame []byte, done func(error)) error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	_ = t.c.SetWriteDeadline(time.Now().Add(writeTimeout))
 	_, err := t.c.Write(frame)
+	t.mu.Unlock()
+	done(err)
 	return err
 }
 

@@ -57,7 +57,11 @@ type Config struct {
 	Reversals Reversals
 	Intents   Intents // nil: requests leave without an intent record
 	Txns      TxnStore
-	Metrics   *Metrics // Prometheus series; nil: recorded but not registered
+	// Duplicates recognises a terminal's retransmissions (nil: no check); DupConfig gives its window and the
+	// key fields of this channel's spec.
+	Duplicates Duplicates
+	DupConfig  DupConfig
+	Metrics    *Metrics // Prometheus series; nil: recorded but not registered
 	// TimeoutCode is sent to a terminal whose request got no answer in time (default 98).
 	TimeoutCode string
 	// NodeID goes into transaction ids; Posting marks the tier that posts to the ledger.
@@ -76,6 +80,9 @@ type Flow struct {
 	met   *channelMetrics
 	// inflight holds the requests at a bank by terminal/batch/trace: a channel closed when it is answered.
 	inflight sync.Map
+	// dupParts and dupWindow are the duplicate key of this channel's spec and how long a key is held.
+	dupParts  []dupPart
+	dupWindow time.Duration
 }
 
 // Stats count what the flow answered.
@@ -95,6 +102,18 @@ func New(cfg Config) *Flow {
 		cfg.Log = zap.NewNop()
 	}
 	f := &Flow{cfg: cfg, met: cfg.Metrics.forFlow(cfg.Channel, cfg.Acquirers)}
+	if cfg.Duplicates != nil {
+		spec := ""
+		if cfg.Spec != nil {
+			spec = cfg.Spec.Name()
+		}
+		parts, err := parseDupKey(cfg.DupConfig.fieldsFor(spec))
+		if err != nil { // DupConfig.Validate refuses this at configuration time
+			cfg.Log.Error("bad duplicate key fields; using the defaults", zap.String("channel", cfg.Channel), zap.Error(err))
+			parts, _ = parseDupKey(DefaultDupKeys["*"])
+		}
+		f.dupParts, f.dupWindow = parts, cfg.DupConfig.window()
+	}
 	return f
 }
 
@@ -182,8 +201,95 @@ func (f *Flow) Frame(s *channel.Session, body []byte) {
 		f.send(ctx, s, rsp, RCMACFailed, nil)
 		return
 	}
-	rc := f.financial(ctx, t, &sess, req, rsp, received)
-	f.send(ctx, s, rsp, rc, &termMAC{key: sess.MAK, profile: t.MACAlgorithm()})
+	claim, dkey, handled := f.checkDuplicate(ctx, s, t, req, rsp)
+	if handled {
+		return
+	}
+	rc, res := f.financial(ctx, t, &sess, req, rsp, received)
+	frame, err := f.pack(ctx, rsp, rc, &termMAC{key: sess.MAK, profile: t.MACAlgorithm()})
+	if err != nil {
+		f.cfg.Log.Error("cannot pack reply", zap.String("channel", f.cfg.Channel), zap.Error(err))
+		s.Close("cannot pack reply")
+		if res.d != nil {
+			f.undelivered(ctx, res.d, err)
+		}
+		f.settleDuplicate(ctx, dkey, claim, nil)
+		return
+	}
+	if res.d == nil {
+		if res.left { // a reply to a request that reached a bank (or its queue) is final for a retransmission
+			f.settleDuplicate(ctx, dkey, claim, frame)
+		} else {
+			f.settleDuplicate(ctx, dkey, claim, nil)
+		}
+		_ = s.Reply(frame)
+	} else if err := s.Deliver(frame); err != nil {
+		// The approval never reached the terminal's socket: it is reversed, and a retransmission is handled
+		// as a new request.
+		f.undelivered(ctx, res.d, err)
+		f.settleDuplicate(ctx, dkey, claim, nil)
+	} else {
+		f.settleDuplicate(ctx, dkey, claim, frame)
+		f.delivered(ctx, res.d)
+	}
+	f.met.reply(rc)
+}
+
+// checkDuplicate claims the request's duplicate key. A retransmission of a request already answered gets
+// that reply again, byte for byte (its MAC was computed for the terminal at first send); one of a request
+// still being handled gets 94. handled reports that the request was answered here.
+func (f *Flow) checkDuplicate(ctx context.Context, s *channel.Session, t *terminal.Terminal, req, rsp *codec.Message) (DupClaim, string, bool) {
+	if f.cfg.Duplicates == nil {
+		return DupClaim{}, "", false
+	}
+	key := dupKey(f.dupParts, f.cfg.Channel, req)
+	c, err := f.cfg.Duplicates.Claim(ctx, key, f.dupWindow)
+	if err != nil {
+		// Never refuse a request for the check's sake: it goes on unchecked.
+		f.cfg.Log.Error("duplicate check failed; request handled unchecked", zap.String("terminal", t.ID), zap.Error(err))
+		return DupClaim{}, "", false
+	}
+	switch c.State {
+	case DupDone:
+		f.met.duplicate(dupReplayed)
+		f.cfg.Log.Info("retransmission answered with the stored reply", zap.String("terminal", t.ID),
+			zap.String("mti", req.MTI()), zap.String("trace", req.String(11)))
+		// The MAC does not cover the TPDU: the copy goes back by the addresses of the retransmission, as
+		// the reply to it would (byte-identical when the terminal resends the same bytes).
+		if lh := lenHeader(f.cfg.Framing); f.cfg.Framing.TPDU && len(c.Reply) >= lh+5 {
+			if tp := rsp.TPDU(); len(tp) == 5 {
+				copy(c.Reply[lh:lh+5], tp)
+			}
+		}
+		_ = s.Reply(c.Reply)
+		return c, "", true
+	case DupInFlight:
+		f.met.duplicate(dupInFlight)
+		f.cfg.Log.Info("retransmission of a request in flight answered 94", zap.String("terminal", t.ID),
+			zap.String("mti", req.MTI()), zap.String("trace", req.String(11)))
+		f.send(ctx, s, rsp, RCDuplicate, nil)
+		return c, "", true
+	}
+	return c, key, false
+}
+
+// settleDuplicate completes the claim on key with the reply frame as written, or releases it when frame is
+// nil: the request never left the switch (refused by limits, no link, ...) or its approval was not
+// delivered, so a retransmission is decided afresh.
+func (f *Flow) settleDuplicate(ctx context.Context, key string, c DupClaim, frame []byte) {
+	if key == "" {
+		return
+	}
+	var err error
+	if frame != nil {
+		err = f.cfg.Duplicates.Complete(ctx, key, c, frame, f.dupWindow)
+	} else {
+		err = f.cfg.Duplicates.Release(ctx, key, c)
+	}
+	if err != nil {
+		// The claim expires with the window; until then a retransmission gets 94.
+		f.cfg.Log.Warn("cannot settle a duplicate claim", zap.String("channel", f.cfg.Channel), zap.Error(err))
+	}
 }
 
 // termMAC is the key and profile (terminal.MACCupECB or terminal.MACX919) of a terminal's MACs.
@@ -219,6 +325,18 @@ func macFieldOf(m *codec.Message) int {
 
 // send sets the response code and replies; approvals carry a MAC under the terminal's MAK.
 func (f *Flow) send(ctx context.Context, s *channel.Session, rsp *codec.Message, rc string, mac *termMAC) {
+	frame, err := f.pack(ctx, rsp, rc, mac)
+	if err != nil {
+		f.cfg.Log.Error("cannot pack reply", zap.String("channel", f.cfg.Channel), zap.Error(err))
+		s.Close("cannot pack reply")
+		return
+	}
+	_ = s.Reply(frame)
+	f.met.reply(rc)
+}
+
+// pack sets the response code and packs the reply frame; approvals carry a MAC under the terminal's MAK.
+func (f *Flow) pack(ctx context.Context, rsp *codec.Message, rc string, mac *termMAC) ([]byte, error) {
 	_ = rsp.SetString(39, rc)
 	if rc == RCApproved {
 		f.stats.Approved.Add(1)
@@ -239,13 +357,7 @@ func (f *Flow) send(ctx context.Context, s *channel.Session, rsp *codec.Message,
 		rsp.Unset(128)
 		frame, err = rsp.AppendFrame(f.cfg.Framing, nil)
 	}
-	if err != nil {
-		f.cfg.Log.Error("cannot pack reply", zap.String("channel", f.cfg.Channel), zap.Error(err))
-		s.Close("cannot pack reply")
-		return
-	}
-	_ = s.Reply(frame)
-	f.met.reply(rc)
+	return frame, err
 }
 
 // frameWithMAC packs the reply with a UnionPay MAC in field 64 (8 ASCII characters, the message's last bytes).
@@ -287,50 +399,122 @@ func (f *Flow) txnID(now time.Time) string {
 // errNoMap means an acquirer has no conversion map for the terminal's spec.
 var errNoMap = errors.New("no conversion map")
 
-func (f *Flow) financial(ctx context.Context, t *terminal.Terminal, sess *terminal.Session, req, rsp *codec.Message, received time.Time) string {
+// result is what the request path tells Frame besides the response code.
+type result struct {
+	// left: the request was written to a bank or queued for one (an advice), so its reply is final for a
+	// retransmission; a request that never left has its duplicate claim released.
+	left bool
+	// d: an approval whose outcome is settled only once its reply is delivered; nil otherwise.
+	d *delivery
+}
+
+// delivery is an approval awaiting the write of its reply: its intent stays recorded until then, so a node
+// that stops in between reverses it at its next start (DESIGN invariant 2).
+type delivery struct {
+	acq      *Acquirer
+	link     string
+	intent   string
+	out      *codec.Message // the request as sent to the acquirer; released once settled
+	txnID    string
+	tid      string
+	batch    string
+	trace    string
+	txn      Txn  // as remembered for voids, refunds and reversals
+	original *Txn // of a void: taken out of the totals, put back when the void is reversed
+	void     bool
+	cleanup  func() // ends the request's in-flight entry (terminal reversals wait on it)
+}
+
+// delivered ends the intent of an approval whose reply was handed to the terminal's socket.
+func (f *Flow) delivered(ctx context.Context, d *delivery) {
+	f.endIntent(ctx, d.acq, d.intent)
+	f.settled(d)
+}
+
+// undelivered reverses an approval whose reply could not be written (the terminal hung up, the session
+// closed): the reversal is queued, the transaction is remembered as reversed (a terminal reversal of it is
+// acknowledged here, not sent again) and taken out of the batch totals; the journal keeps the approval it
+// already holds. Then the intent ends: its outcome, the queued reversal, is durable.
+func (f *Flow) undelivered(ctx context.Context, d *delivery, cause error) {
+	f.met.undeliveredReply()
+	f.cfg.Log.Warn("approval not delivered to the terminal: reversal queued", zap.String("terminal", d.tid),
+		zap.String("txn", d.txnID), zap.String("acquirer", d.acq.Name), zap.Error(cause))
+	f.reverse(ctx, d.acq, d.link, d.out, ReasonUndelivered, d.txnID)
+	if d.txn.Counted {
+		_ = f.cfg.Manager.Batches.Add(ctx, d.tid, d.batch, d.txn.Debit, -d.txn.Amount, -1)
+	}
+	if d.void && d.original != nil && d.original.Counted {
+		_ = f.cfg.Manager.Batches.Add(ctx, d.tid, d.batch, d.original.Debit, d.original.Amount, 1)
+	}
+	t := d.txn
+	t.Counted, t.Reversed = false, true
+	_ = f.cfg.Txns.Put(ctx, d.tid, d.batch, d.trace, t)
+	f.endIntent(ctx, d.acq, d.intent)
+	f.settled(d)
+}
+
+func (f *Flow) settled(d *delivery) {
+	f.release(d.out)
+	if d.cleanup != nil {
+		d.cleanup()
+	}
+}
+
+// ReasonUndelivered is field 39 of the reversal of an approval whose reply could not be delivered to the
+// terminal ("06", the UnionPay reason for any other error after an approval).
+const ReasonUndelivered = "06"
+
+func (f *Flow) financial(ctx context.Context, t *terminal.Terminal, sess *terminal.Session, req, rsp *codec.Message, received time.Time) (rc string, res result) {
 	card := &env{f: f, sess: sess, req: req} // the card number and clear track, worked out once per request
 	pan, err := card.cardNumber(ctx)
 	if err != nil {
 		f.cfg.Log.Info("cannot read the card number", zap.String("terminal", t.ID), zap.Error(err))
-		return RCFormat
+		return RCFormat, res
 	}
 	route, err := f.cfg.Router.Lookup(router.Key{Channel: f.cfg.Channel, MTI: req.MTI(), Proc: req.String(3), PAN: pan})
 	if err != nil {
-		return RCFormat
+		return RCFormat, res
 	}
+	advice := QueuedAdvice(req)
 	var attempt router.Attempt
 	var original *Txn
 	var acquirer string // the acquirer the limits charge
+	var pinned string   // the original's link (an advice follows it)
 	switch route.Kind {
 	case router.KindDecline:
-		return route.ResponseCode
+		return route.ResponseCode, res
 	case router.KindAcquirer:
-		attempt = f.cfg.Balancer().Begin(route.Acquirer, route.Fallbacks)
+		if !advice {
+			attempt = f.cfg.Balancer().Begin(route.Acquirer, route.Fallbacks)
+		}
 		acquirer = route.Acquirer.Name
 	case router.KindOriginal:
 		orig, ok, err := f.original(ctx, t, req)
 		if err != nil {
-			return RCMalfunction
+			return RCMalfunction, res
 		}
-		if !ok && req.MTI()[:2] == "04" {
-			// Nothing was approved, so there is nothing to undo: acknowledge without asking a bank (BASE24
-			// behaviour; a terminal would otherwise repeat the reversal forever).
-			f.cfg.Log.Info("reversal of an unknown original acknowledged", zap.String("terminal", t.ID),
-				zap.String("trace", req.String(11)))
-			return RCApproved
+		if req.MTI()[:2] == "04" && (!ok || orig.Reversed) {
+			// Nothing was approved, or it was reversed already (its reply never reached the terminal), so
+			// there is nothing to undo: acknowledge without asking a bank (BASE24 behaviour; a terminal would
+			// otherwise repeat the reversal forever).
+			f.cfg.Log.Info("reversal with nothing to reverse acknowledged", zap.String("terminal", t.ID),
+				zap.String("trace", req.String(11)), zap.Bool("original_found", ok))
+			return RCApproved, res
 		}
 		if !ok {
-			return RCNoOriginal
+			return RCNoOriginal, res
 		}
 		original = &orig
 		id, err := parseLinkID(orig.Link)
 		if err != nil {
-			return RCMalfunction
+			return RCMalfunction, res
 		}
-		attempt = f.cfg.Balancer().BeginPinned(id)
-		acquirer = id.Acquirer
+		if !advice {
+			attempt = f.cfg.Balancer().BeginPinned(id)
+		}
+		acquirer, pinned = id.Acquirer, orig.Link
 	default:
-		return RCNotPermitted
+		return RCNotPermitted, res
 	}
 	// Limits come after routing so that acquirer limits know the acquirer. A failover to a fallback acquirer
 	// (exchange) stays charged to the first choice: the fallback's own limit is not consulted (docs/limits.md).
@@ -340,20 +524,47 @@ func (f *Flow) financial(ctx context.Context, t *terminal.Terminal, sess *termin
 		if !d.Allowed {
 			f.cfg.Log.Info("limit refused", zap.String("terminal", t.ID), zap.String("acquirer", acquirer),
 				zap.Stringer("decision", d))
-			return d.Code
+			return d.Code, res
 		}
 		defer d.Permit.Release()
 	}
 	if req.MTI()[:2] != "04" {
-		// A reversal of this request that arrives while it is still at the bank waits for its answer (see
-		// original), so that an approval arriving after the terminal gave up is still reversed.
+		// A reversal of this request that arrives while it is still at the bank, or while its approval is
+		// being delivered, waits for the outcome (see original), so that an approval arriving after the
+		// terminal gave up is still reversed.
 		batch, _ := req.Subfield(60, 2)
 		key, done := t.ID+"/"+string(batch)+"/"+req.String(11), make(chan struct{})
 		if _, dup := f.inflight.LoadOrStore(key, done); !dup {
-			defer func() { f.inflight.Delete(key); close(done) }()
+			cleanup := func() { f.inflight.Delete(key); close(done) }
+			defer func() {
+				if res.d != nil {
+					res.d.cleanup = cleanup // once the reply's delivery is settled
+				} else {
+					cleanup()
+				}
+			}()
 		}
 	}
+	if advice {
+		return f.advise(ctx, t, card, req, rsp, acquirer, pinned, original, received)
+	}
 	return f.exchange(ctx, t, card, req, rsp, &attempt, original, received)
+}
+
+// QueuedAdvice reports whether req is an advice the switch answers itself and sends to the acquirer through
+// the store-and-forward queue: a UnionPay 0220 of message type (60.1) 24 pre-authorization completion advice,
+// 30 offline sale, 32 or 34 settlement adjustment or tip, 36 offline chip purchase upload. A refund (0220
+// with 60.1 25) needs the acquirer's approval and goes online like a request.
+func QueuedAdvice(req *codec.Message) bool {
+	if req.MTI() != "0220" {
+		return false
+	}
+	typ, _ := req.Subfield(60, 1)
+	switch string(typ) {
+	case "24", "30", "32", "34", "36":
+		return true
+	}
+	return false
 }
 
 // original finds the transaction a request refers to. For a reversal: the one with its own trace number in
@@ -364,7 +575,7 @@ func (f *Flow) original(ctx context.Context, t *terminal.Terminal, req *codec.Me
 	if req.MTI()[:2] == "04" {
 		batch, _ := req.Subfield(60, 2)
 		if done, busy := f.inflight.Load(t.ID + "/" + string(batch) + "/" + req.String(11)); busy {
-			<-done.(chan struct{}) // bounded by the acquirer's timeout
+			<-done.(chan struct{}) // bounded by the acquirer's timeout and the reply's delivery
 		}
 		return f.cfg.Txns.Get(ctx, t.ID, string(batch), req.String(11))
 	}
@@ -379,14 +590,63 @@ func (f *Flow) original(ctx context.Context, t *terminal.Terminal, req *codec.Me
 	return f.cfg.Txns.Get(ctx, t.ID, string(batch), string(trace))
 }
 
+// advise answers an advice at once and queues it for the acquirer (store-and-forward: first sent as 0220,
+// repeats as 0221). In order: the intent (the advice's reversal) is recorded, the advice is queued durably,
+// the approval is journaled, and the reply is delivered; only then does the intent end. A stop in between
+// leaves the intent, and the next start queues the advice's reversal behind the advice.
+func (f *Flow) advise(ctx context.Context, t *terminal.Terminal, card *env, req, rsp *codec.Message, acquirer,
+	linkID string, original *Txn, received time.Time) (string, result) {
+	acq := f.cfg.Acquirers[acquirer]
+	if acq == nil {
+		return RCIssuerDown, result{}
+	}
+	if f.cfg.Reversals == nil {
+		f.cfg.Log.Error("no store-and-forward queue: advice refused", zap.String("terminal", t.ID))
+		return RCIssuerDown, result{}
+	}
+	out := f.message(acq.Spec)
+	e := card.forAcquirer(acq, f.cfg.Now(), original)
+	fail := func(what string, err error) (string, result) {
+		f.release(out)
+		f.cfg.Log.Error(what, zap.String("acquirer", acq.Name), zap.String("txn", e.txnID), zap.Error(err))
+		return RCMalfunction, result{}
+	}
+	if err := f.buildRequest(ctx, e, acq, req, out); err != nil {
+		return fail("cannot build the acquirer's advice", err)
+	}
+	packed, err := out.Pack(nil)
+	if err != nil {
+		return fail("cannot pack the acquirer's advice", err)
+	}
+	intent, err := f.beginIntent(ctx, acq, linkID, out, e.txnID)
+	if err != nil {
+		return fail("cannot record the intent; advice not queued", err)
+	}
+	if err := f.cfg.Reversals.Enqueue(ctx, acq.Name, linkID, e.txnID, packed); err != nil {
+		f.endIntent(ctx, acq, intent)
+		return fail("cannot queue the advice", err)
+	}
+	// From here the acquirer gets the advice: a failure below reverses it.
+	rsp.Unset(38)
+	if _, ok := rsp.Spec().Field(37); ok {
+		_ = rsp.SetString(37, out.String(37))
+	}
+	if rc := f.record(ctx, t, req, acq, linkID, out, rsp, RCApproved, e, original, received, f.cfg.Now()); rc != RCApproved {
+		f.endIntent(ctx, acq, intent)
+		f.release(out)
+		return rc, result{left: true}
+	}
+	return RCApproved, result{left: true, d: f.remember(ctx, t, req, acq, linkID, out, "", e, original, intent)}
+}
+
 // exchange converts and sends the request, failing over only while it was never written, and builds the
 // terminal's reply from the acquirer's.
 func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, card *env, req, rsp *codec.Message,
-	attempt *router.Attempt, original *Txn, received time.Time) string {
+	attempt *router.Attempt, original *Txn, received time.Time) (string, result) {
 	for {
 		choice, err := attempt.Next()
 		if err != nil {
-			return RCIssuerDown
+			return RCIssuerDown, result{}
 		}
 		acq := f.cfg.Acquirers[choice.Link.Acquirer]
 		ln := f.cfg.Links.Link(link.LinkID(choice.Link))
@@ -394,6 +654,7 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, card *env, re
 			attempt.NotSent()
 			continue
 		}
+		linkID := formatLinkID(choice.Link)
 		out := f.message(acq.Spec)
 		env := card.forAcquirer(acq, f.cfg.Now(), original)
 		err = f.buildRequest(ctx, env, acq, req, out)
@@ -401,14 +662,14 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, card *env, re
 			attempt.NotSent()
 			f.release(out)
 			f.cfg.Log.Error("cannot build the acquirer's request", zap.String("acquirer", acq.Name), zap.Error(err))
-			return RCMalfunction
+			return RCMalfunction, result{}
 		}
-		intent, err := f.beginIntent(ctx, acq, choice.Link, out, env.txnID)
+		intent, err := f.beginIntent(ctx, acq, linkID, out, env.txnID)
 		if err != nil {
 			attempt.NotSent()
 			f.release(out)
 			f.cfg.Log.Error("cannot record the intent; request not sent", zap.String("txn", env.txnID), zap.Error(err))
-			return RCMalfunction
+			return RCMalfunction, result{}
 		}
 		deadline := f.cfg.Now().Add(acq.Timeout)
 		bank := f.met.bank(acq.Name)
@@ -424,24 +685,29 @@ func (f *Flow) exchange(ctx context.Context, t *terminal.Terminal, card *env, re
 			attempt.Done(router.Timeout)
 			f.stats.Timeouts.Add(1)
 			bank.timedOut()
-			f.reverse(ctx, acq, choice.Link, out, DefaultTimeoutRC, env.txnID)
+			f.reverse(ctx, acq, linkID, out, DefaultTimeoutRC, env.txnID)
 			f.endIntent(ctx, acq, intent)
 			f.release(out)
-			return f.cfg.TimeoutCode
+			return f.cfg.TimeoutCode, result{left: true}
 		}
 		attempt.Sent()
 		attempt.Done(router.Success)
 		bank.answered(resp.Message)
-		rc := f.finish(ctx, t, card.sess, req, rsp, acq, choice.Link, out, resp.Message, env, original, received)
-		f.endIntent(ctx, acq, intent) // before the terminal's reply: an approval it got is never reversed later
+		rc, d := f.finish(ctx, t, req, rsp, acq, linkID, out, resp.Message, env, original, received, intent)
 		resp.Release()
+		if d != nil {
+			// An approval: its intent ends once the terminal's socket has the reply (Frame), so a stop
+			// before that reverses it at the next start.
+			return rc, result{left: true, d: d}
+		}
+		f.endIntent(ctx, acq, intent) // the outcome is journaled, or its reversal queued
 		f.release(out)
-		return rc
+		return rc, result{left: true}
 	}
 }
 
 // beginIntent records the reversal of out durably before it is sent (no-op without Intents).
-func (f *Flow) beginIntent(ctx context.Context, acq *Acquirer, id router.LinkID, out *codec.Message, txnID string) (string, error) {
+func (f *Flow) beginIntent(ctx context.Context, acq *Acquirer, linkID string, out *codec.Message, txnID string) (string, error) {
 	if f.cfg.Intents == nil {
 		return "", nil
 	}
@@ -454,7 +720,7 @@ func (f *Flow) beginIntent(ctx context.Context, acq *Acquirer, id router.LinkID,
 	if err != nil {
 		return "", err
 	}
-	return f.cfg.Intents.Begin(ctx, acq.Name, formatLinkID(id), txnID, packed)
+	return f.cfg.Intents.Begin(ctx, acq.Name, linkID, txnID, packed)
 }
 
 // endIntent forgets the intent of a request whose outcome is handled: answered (and journaled), reversal
@@ -537,9 +803,10 @@ func (f *Flow) verifyBank(ctx context.Context, acq *Acquirer, resp *codec.Messag
 	return prev != nil && f.cfg.HSM.VerifyMAC(ctx, *prev, acq.MAC, mab, mac) == nil
 }
 
-// finish turns the acquirer's response into the terminal's reply, journals it and remembers approvals.
-func (f *Flow) finish(ctx context.Context, t *terminal.Terminal, sess *terminal.Session, req, rsp *codec.Message,
-	acq *Acquirer, linkID router.LinkID, out, resp *codec.Message, e *env, original *Txn, received time.Time) string {
+// finish turns the acquirer's response into the terminal's reply, journals it and remembers approvals. An
+// approval of a request other than a reversal comes back with its delivery, which owns out from then on.
+func (f *Flow) finish(ctx context.Context, t *terminal.Terminal, req, rsp *codec.Message, acq *Acquirer,
+	linkID string, out, resp *codec.Message, e *env, original *Txn, received time.Time, intent string) (string, *delivery) {
 	answered := f.cfg.Now()
 	if !f.verifyBank(ctx, acq, resp) {
 		f.cfg.Log.Warn("acquirer response MAC failed", zap.String("acquirer", acq.Name))
@@ -547,20 +814,20 @@ func (f *Flow) finish(ctx context.Context, t *terminal.Terminal, sess *terminal.
 		if resp.String(39) == RCApproved {
 			f.reverse(ctx, acq, linkID, out, RCMACFailed, e.txnID)
 		}
-		return RCMalfunction
+		return RCMalfunction, nil
 	}
 	back := acq.Responses[f.cfg.Spec.Name()]
 	tmp := f.message(f.cfg.Spec)
 	defer f.release(tmp)
 	if back == nil {
-		return RCMalfunction
+		return RCMalfunction, nil
 	}
 	if err := back.Convert(ctx, e, resp, tmp); err != nil {
 		f.cfg.Log.Error("cannot convert the acquirer's response", zap.String("acquirer", acq.Name), zap.Error(err))
 		if resp.String(39) == RCApproved {
 			f.reverse(ctx, acq, linkID, out, "06", e.txnID)
 		}
-		return RCMalfunction
+		return RCMalfunction, nil
 	}
 	for _, n := range tmp.Fields() {
 		if n != 39 && n != 64 {
@@ -571,40 +838,65 @@ func (f *Flow) finish(ctx context.Context, t *terminal.Terminal, sess *terminal.
 	if rc == "" {
 		rc = RCMalfunction
 	}
+	if rc = f.record(ctx, t, req, acq, linkID, out, tmp, rc, e, original, received, answered); rc != RCApproved {
+		return rc, nil
+	}
+	d := f.remember(ctx, t, req, acq, linkID, out, tmp.String(38), e, original, intent)
+	if req.MTI()[:2] == "04" {
+		// A terminal's reversal: its reply is not awaited. A lost one makes the terminal repeat the reversal,
+		// which the acquirer acknowledges again.
+		return rc, nil
+	}
+	return rc, d
+}
+
+// record journals the outcome of a request (reply holds the terminal's 38; out is the request as sent). An
+// approval the journal cannot hold is reversed and answered 96 (invariant 1).
+func (f *Flow) record(ctx context.Context, t *terminal.Terminal, req *codec.Message, acq *Acquirer, linkID string,
+	out, reply *codec.Message, rc string, e *env, original *Txn, received, answered time.Time) string {
+	if f.cfg.Journal == nil {
+		return rc
+	}
 	amount, _ := req.Amount(4)
 	rec := &journal.Record{TxnID: e.txnID, Kind: recordKind(req), Posting: f.cfg.Posting, Bureau: t.Bureau,
 		Station: t.Station, Channel: f.cfg.Channel, Terminal: t.ID, Merchant: t.Merchant, Acquirer: acq.Name,
 		MTI: req.MTI(), ProcessingCode: req.String(3), Amount: amount, Currency: req.String(49), ResponseCode: rc,
-		AuthCode: tmp.String(38), RRN: out.String(37), TerminalSTAN: req.String(11), AcquirerSTAN: out.String(11),
+		AuthCode: reply.String(38), RRN: out.String(37), TerminalSTAN: req.String(11), AcquirerSTAN: out.String(11),
 		PAN: journal.MaskPAN(e.pan), TerminalLocalTime: req.String(13) + req.String(12), ReceivedAt: received,
 		AnsweredAt: answered}
 	if original != nil {
 		rec.OriginalTxnID = original.ID
 	}
-	if f.cfg.Journal != nil {
-		if _, err := f.cfg.Journal.Append(rec); err != nil {
-			// Invariant 1: no approval the journal does not hold. Undo it at the bank and decline.
-			f.cfg.Log.Error("journal append failed; reversing", zap.String("txn", e.txnID), zap.Error(err))
-			if rc == RCApproved {
-				f.reverse(ctx, acq, linkID, out, "06", e.txnID)
-			}
-			return RCMalfunction
+	if _, err := f.cfg.Journal.Append(rec); err != nil {
+		// Invariant 1: no approval the journal does not hold. Undo it at the bank and decline.
+		f.cfg.Log.Error("journal append failed; reversing", zap.String("txn", e.txnID), zap.Error(err))
+		if rc == RCApproved {
+			f.reverse(ctx, acq, linkID, out, "06", e.txnID)
 		}
-	}
-	if rc == RCApproved {
-		batch, _ := req.Subfield(60, 2)
-		if kind := recordKind(req); kind == journal.KindVoid || kind == journal.KindReversal {
-			f.undoTotals(ctx, t, req, original)
-		}
-		debit, counts := batchEffect(req)
-		_ = f.cfg.Txns.Put(ctx, t.ID, string(batch), req.String(11), Txn{ID: e.txnID, Acquirer: acq.Name,
-			Link: formatLinkID(linkID), Amount: amount, RRN: out.String(37), AuthCode: tmp.String(38), AcqSTAN: out.String(11),
-			OriginalData: originalData(out), Counted: counts, Debit: debit})
-		if counts {
-			_ = f.cfg.Manager.Batches.Add(ctx, t.ID, string(batch), debit, amount, 1)
-		}
+		return RCMalfunction
 	}
 	return rc
+}
+
+// remember keeps a journaled approval for later voids, refunds and reversals and counts it in the batch
+// totals; it returns the approval's delivery (which owns out).
+func (f *Flow) remember(ctx context.Context, t *terminal.Terminal, req *codec.Message, acq *Acquirer, linkID string,
+	out *codec.Message, authCode string, e *env, original *Txn, intent string) *delivery {
+	amount, _ := req.Amount(4)
+	batch, _ := req.Subfield(60, 2)
+	kind := recordKind(req)
+	if kind == journal.KindVoid || kind == journal.KindReversal {
+		f.undoTotals(ctx, t, req, original)
+	}
+	debit, counts := batchEffect(req)
+	txn := Txn{ID: e.txnID, Acquirer: acq.Name, Link: linkID, Amount: amount, RRN: out.String(37),
+		AuthCode: authCode, AcqSTAN: out.String(11), OriginalData: originalData(out), Counted: counts, Debit: debit}
+	_ = f.cfg.Txns.Put(ctx, t.ID, string(batch), req.String(11), txn)
+	if counts {
+		_ = f.cfg.Manager.Batches.Add(ctx, t.ID, string(batch), debit, amount, 1)
+	}
+	return &delivery{acq: acq, link: linkID, intent: intent, out: out, txnID: e.txnID, tid: t.ID,
+		batch: string(batch), trace: req.String(11), txn: txn, original: original, void: kind == journal.KindVoid}
 }
 
 // recordKind tells the journal what a request does, from its MTI, processing code and 60.1; without 60
@@ -655,7 +947,7 @@ func (f *Flow) undoTotals(ctx context.Context, t *terminal.Terminal, req *codec.
 }
 
 // reverse queues a reversal of out (the request as sent to the acquirer) with the given reason.
-func (f *Flow) reverse(ctx context.Context, acq *Acquirer, id router.LinkID, out *codec.Message, reason, txnID string) {
+func (f *Flow) reverse(ctx context.Context, acq *Acquirer, linkID string, out *codec.Message, reason, txnID string) {
 	if f.cfg.Reversals == nil {
 		f.cfg.Log.Error("no reversal queue: reversal lost", zap.String("acquirer", acq.Name), zap.String("txn", txnID))
 		return
@@ -668,7 +960,7 @@ func (f *Flow) reverse(ctx context.Context, acq *Acquirer, id router.LinkID, out
 	}
 	packed, err := rev.Pack(nil)
 	if err == nil {
-		err = f.cfg.Reversals.Enqueue(ctx, acq.Name, formatLinkID(id), txnID, packed)
+		err = f.cfg.Reversals.Enqueue(ctx, acq.Name, linkID, txnID, packed)
 	}
 	if err != nil {
 		f.cfg.Log.Error("cannot queue reversal", zap.String("txn", txnID), zap.Error(err))

@@ -22,6 +22,7 @@ type Metrics struct {
 	chLatency, acqLatency                    *prometheus.HistogramVec
 	chInFlight                               *prometheus.GaugeVec
 	acqRequests, acqTimeouts, acqMACFailures *prometheus.CounterVec
+	duplicates, undelivered                  *prometheus.CounterVec
 
 	mu        sync.Mutex
 	acquirers map[string]*acquirerMetrics
@@ -54,13 +55,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			"Requests the acquirer did not answer in time (each one queues a reversal).", "acquirer"),
 		acqMACFailures: counter("railswitch_acquirer_mac_failures_total",
 			"Acquirer responses whose MAC did not verify (answered 96; approvals are reversed).", "acquirer"),
+		duplicates: counter("railswitch_duplicates_total",
+			"Terminal retransmissions answered by the duplicate check, by channel and outcome: replayed (the stored "+
+				"reply sent again) or in_flight (answered 94 while the original was being handled).", "channel", "outcome"),
+		undelivered: counter("railswitch_channel_undelivered_approvals_total",
+			"Approvals whose reply could not be written to the terminal; each one queues a reversal.", "channel"),
 		acquirers: map[string]*acquirerMetrics{},
 	}
 	if reg == nil {
 		return m, nil
 	}
 	cs := []prometheus.Collector{m.chReplies, m.chLatency, m.chInFlight, m.acqRequests, m.acqResponses,
-		m.acqLatency, m.acqTimeouts, m.acqMACFailures}
+		m.acqLatency, m.acqTimeouts, m.acqMACFailures, m.duplicates, m.undelivered}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {
@@ -78,7 +84,16 @@ type channelMetrics struct {
 	latency   prometheus.Observer
 	inFlight  prometheus.Gauge
 	acquirers map[string]*acquirerMetrics // fixed at New: acquirers are not added without a restart
+	// dups are the duplicate outcomes (dupReplayed, dupInFlight); undelivered counts approvals not delivered.
+	dups        [2]prometheus.Counter
+	undelivered prometheus.Counter
 }
+
+// Outcomes of the duplicate check, as railswitch_duplicates_total labels them.
+const (
+	dupReplayed = iota
+	dupInFlight
+)
 
 // acquirerMetrics are one acquirer's resolved series, shared by the flows of every channel.
 type acquirerMetrics struct {
@@ -94,7 +109,10 @@ func (m *Metrics) forFlow(channel string, acquirers map[string]*Acquirer) *chann
 	}
 	cm := &channelMetrics{replies: codeCounters{vec: m.chReplies, label: channel},
 		latency: m.chLatency.WithLabelValues(channel), inFlight: m.chInFlight.WithLabelValues(channel),
-		acquirers: make(map[string]*acquirerMetrics, len(acquirers))}
+		acquirers: make(map[string]*acquirerMetrics, len(acquirers)),
+		dups: [2]prometheus.Counter{m.duplicates.WithLabelValues(channel, "replayed"),
+			m.duplicates.WithLabelValues(channel, "in_flight")},
+		undelivered: m.undelivered.WithLabelValues(channel)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for name := range acquirers {
@@ -121,6 +139,12 @@ func (c *channelMetrics) end(start time.Time) {
 	c.latency.Observe(time.Since(start).Seconds())
 	c.inFlight.Dec()
 }
+
+// duplicate counts a retransmission answered by the duplicate check (dupReplayed or dupInFlight).
+func (c *channelMetrics) duplicate(outcome int) { c.dups[outcome].Inc() }
+
+// undeliveredReply counts an approval whose reply could not be written to the terminal.
+func (c *channelMetrics) undeliveredReply() { c.undelivered.Inc() }
 
 // reply counts a reply with response code rc.
 func (c *channelMetrics) reply(rc string) { c.replies.get(rc).Inc() }

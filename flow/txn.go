@@ -20,6 +20,9 @@ type Txn struct {
 	OriginalData string
 	// Counted and Debit say how it entered the settlement totals, so a void or reversal can take it out.
 	Counted, Debit bool
+	// Reversed: the switch reversed it because its approval never reached the terminal; a terminal reversal
+	// of it is acknowledged without going to the acquirer again.
+	Reversed bool
 }
 
 // TxnStore keeps originals by terminal, batch and trace number (the keys a UnionPay terminal's void carries in

@@ -68,7 +68,7 @@ func (q *Queue) attempt(aq *acqQueue, e *Entry) {
 	}
 	q.metrics.attempts.WithLabelValues(aq.name).Inc()
 	rc, err := q.send(aq, &c)
-	if err == nil && p.acknowledges(rc) {
+	if err == nil && p.acknowledges(c.Kind, rc) {
 		if err := q.cfg.Store.Remove(q.ctx, aq.name, e.ID); err != nil {
 			// The bank has it: forget it here anyway; after a restart it goes out once more as a repeat.
 			log.Error("saf: cannot remove an acknowledged entry", zap.Error(err))

@@ -12,6 +12,11 @@ type Policy struct {
 	// means retry. Default: 00 plus the codes that say there is nothing (left) to reverse: 12 invalid
 	// related transaction, 25 original not found, 94 duplicate (already reversed).
 	AckCodes []string `yaml:"ack_codes"`
+	// AdviceAckCodes are the codes that acknowledge an advice (0220/0221). Default: 00 accepted and 94
+	// duplicate (the acquirer has it from an earlier send). An acquirer must accept an advice, so any other
+	// code (12, 25 included: for an advice they are a refusal, not "nothing to do") is retried and ends in
+	// the dead letters for an operator.
+	AdviceAckCodes []string `yaml:"advice_ack_codes"`
 	// NoRepeatMTI sends repeats with the MTI as queued. By default a repeat of a 0420 goes out as 0421 and
 	// of a 0220 as 0221; 0400 has no repeat MTI and is always sent as 0400.
 	NoRepeatMTI bool `yaml:"no_repeat_mti"`
@@ -37,12 +42,13 @@ type Policy struct {
 // DefaultPolicy returns the defaults.
 func DefaultPolicy() Policy {
 	return Policy{
-		AckCodes:    []string{"00", "12", "25", "94"},
-		MaxAttempts: 100,
-		MinBackoff:  time.Second,
-		MaxBackoff:  5 * time.Minute,
-		MaxAge:      10 * time.Minute,
-		SendTimeout: 30 * time.Second,
+		AckCodes:       []string{"00", "12", "25", "94"},
+		AdviceAckCodes: []string{"00", "94"},
+		MaxAttempts:    100,
+		MinBackoff:     time.Second,
+		MaxBackoff:     5 * time.Minute,
+		MaxAge:         10 * time.Minute,
+		SendTimeout:    30 * time.Second,
 	}
 }
 
@@ -50,6 +56,9 @@ func (p Policy) withDefaults() Policy {
 	d := DefaultPolicy()
 	if len(p.AckCodes) == 0 {
 		p.AckCodes = d.AckCodes
+	}
+	if len(p.AdviceAckCodes) == 0 {
+		p.AdviceAckCodes = d.AdviceAckCodes
 	}
 	if p.MaxAttempts <= 0 {
 		p.MaxAttempts = d.MaxAttempts
@@ -69,8 +78,13 @@ func (p Policy) withDefaults() Policy {
 	return p
 }
 
-// acknowledges says whether a response code settles an entry.
-func (p *Policy) acknowledges(rc string) bool { return slices.Contains(p.AckCodes, rc) }
+// acknowledges says whether a response code settles an entry of a kind.
+func (p *Policy) acknowledges(kind Kind, rc string) bool {
+	if kind == KindAdvice {
+		return slices.Contains(p.AdviceAckCodes, rc)
+	}
+	return slices.Contains(p.AckCodes, rc)
+}
 
 // backoff is the wait after the n-th failed send: MinBackoff doubled n-1 times, at most MaxBackoff.
 func (p *Policy) backoff(n int) time.Duration {

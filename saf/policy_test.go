@@ -21,7 +21,10 @@ func TestPolicyFromYAMLWithDefaults(t *testing.T) {
 	if !slices.Equal(p.AckCodes, want.AckCodes) {
 		t.Errorf("ack codes %v, want %v", p.AckCodes, want.AckCodes)
 	}
-	p.AckCodes, want.AckCodes = nil, nil
+	if !slices.Equal(p.AdviceAckCodes, []string{"00", "94"}) {
+		t.Errorf("advice ack codes %v, want the defaults", p.AdviceAckCodes)
+	}
+	p.AckCodes, want.AckCodes, p.AdviceAckCodes = nil, nil, nil
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("policy %+v, want %+v", p, want)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/railswitch/railswitch/flow"
 	"github.com/railswitch/railswitch/internal/yamlwalk"
 	"github.com/railswitch/railswitch/ledger"
 	"go.yaml.in/yaml/v3"
@@ -29,6 +30,7 @@ type Config struct {
 	Journal     JournalConfig             `yaml:"journal"`
 	Sinks       []SinkConfig              `yaml:"sinks"`
 	Reversals   ReversalsConfig           `yaml:"reversals"`
+	Duplicates  *flow.DupConfig           `yaml:"duplicates"` // retransmission check (docs/duplicates.md); nil: none
 	Admin       AdminConfig               `yaml:"admin"`
 	State       StateConfig               `yaml:"state"` // node state: embedded files or shared Redis (docs/nodestate.md)
 
@@ -166,6 +168,8 @@ type ReversalsConfig struct {
 	MinBackoff  Duration `yaml:"min_backoff"`
 	MaxBackoff  Duration `yaml:"max_backoff"`
 	AckCodes    []string `yaml:"ack_codes"`
+	// AdviceAckCodes acknowledge an advice (0220/0221); default [00, 94] (docs/reversals.md).
+	AdviceAckCodes []string `yaml:"advice_ack_codes"`
 }
 
 // AdminConfig is the admin HTTP server.
@@ -279,6 +283,17 @@ func (c *Config) validate() error {
 	}
 	if len(c.Channels) == 0 {
 		add(c.errAt("channels", "at least one channel is required"))
+	}
+	if d := c.Duplicates; d != nil {
+		if err := d.Validate(); err != nil {
+			add(c.errAt("duplicates", "%v", err))
+		}
+		if d.Store == "redis" && d.Key == "" {
+			add(c.errAt("duplicates", "duplicates.key (a DEK to seal stored replies) is required with store: redis"))
+		}
+		if d.Store == "redis" && c.Redis.Address == "" {
+			add(c.errAt("duplicates", "duplicates.store: redis needs the redis: section"))
+		}
 	}
 	names := map[string]bool{}
 	for i, ch := range c.Channels {

@@ -59,7 +59,8 @@ type Switch struct {
 	shipping    sync.WaitGroup // running shippers
 	reversals   flow.Reversals
 	queue       *saf.Queue
-	intents     *intents // nil without journal fsync: then a crash loses more than intents could save
+	intents     *intents        // nil without journal fsync: then a crash loses more than intents could save
+	dups        flow.Duplicates // retransmission check; nil without a duplicates: section
 	channels    []*channel.Channel
 	flows       []*flow.Flow
 	counter     link.Counter
@@ -149,6 +150,9 @@ func New(cfg *Config, opts Options) (*Switch, error) {
 			return nil, err
 		}
 	}
+	if err := s.buildDuplicates(); err != nil {
+		return nil, err
+	}
 	return s, s.buildChannels()
 }
 
@@ -194,7 +198,7 @@ func (s *Switch) buildReversals() error {
 		return err
 	}
 	rc := s.cfg.Reversals
-	policy := saf.Policy{AckCodes: rc.AckCodes, MaxAttempts: rc.MaxAttempts, MinBackoff: time.Duration(rc.MinBackoff),
+	policy := saf.Policy{AckCodes: rc.AckCodes, AdviceAckCodes: rc.AdviceAckCodes, MaxAttempts: rc.MaxAttempts, MinBackoff: time.Duration(rc.MinBackoff),
 		MaxBackoff: time.Duration(rc.MaxBackoff), MaxAge: time.Duration(rc.MaxAge)}
 	q, err := saf.Open(ctx, saf.Config{Store: store, Sealer: sealer, Sender: saf.SenderFunc(s.sendStored),
 		Node: s.cfg.Node.ID, Registerer: s.reg, Log: s.log,
@@ -215,6 +219,39 @@ func (s *Switch) buildReversals() error {
 		s.intents = newIntents(istore, sealer, s.cfg.Node.ID)
 	}
 	return nil
+}
+
+// buildDuplicates opens the retransmission check's store (docs/duplicates.md); stored replies are sealed under
+// a key derived from the DEK that duplicates.key names.
+func (s *Switch) buildDuplicates() error {
+	dc := s.cfg.Duplicates
+	if dc == nil {
+		return nil
+	}
+	var sealer flow.Sealer
+	if dc.Key != "" {
+		dek, err := s.keys.Get(dc.Key)
+		if err != nil {
+			return fmt.Errorf("duplicates.key: %w", err)
+		}
+		key, err := saf.KeyFromModule(context.Background(), s.module, dek)
+		if err != nil {
+			return err
+		}
+		g, err := saf.NewAESGCM(key)
+		clear(key)
+		if err != nil {
+			return err
+		}
+		sealer = g
+	}
+	var rdb redis.Cmdable
+	if dc.Store == "redis" && s.redis != nil {
+		rdb = s.redis
+	}
+	var err error
+	s.dups, err = flow.NewDuplicates(*dc, rdb, sealer, s.log)
+	return err
 }
 
 // sendStored sends one queued reversal or advice to its acquirer, on its pinned link when that link is up,
@@ -540,6 +577,9 @@ func (s *Switch) buildChannels() error {
 			Metrics: s.metrics}
 		if s.intents != nil {
 			fc.Intents = s.intents
+		}
+		if s.dups != nil {
+			fc.Duplicates, fc.DupConfig = s.dups, *s.cfg.Duplicates
 		}
 		fl := flow.New(fc)
 		ch := channel.New(channel.Config{Name: cc.Name, Addr: cc.Listen, Framing: spec.Framing(), Allow: allow,

@@ -84,7 +84,7 @@ func (c *Channel) startGnet() error {
 	errc := make(chan error, 1)
 	go func() {
 		errc <- gnet.Run(g, "tcp://"+addr, gnet.WithMulticore(true), gnet.WithNumEventLoop(loops),
-			gnet.WithReusePort(false), gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{c}))
+			gnet.WithReusePort(false), gnet.WithReuseAddr(true), gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{c}))
 	}()
 	select {
 	case err := <-errc:

@@ -196,9 +196,13 @@ func (f *Flow) Frame(s *channel.Session, body []byte) {
 		f.send(ctx, s, rsp, RCMACFailed, nil)
 		return
 	}
-	if !f.verifyMAC(ctx, t, sess.MAK, req) {
-		f.stats.MACFailures.Add(1)
-		f.send(ctx, s, rsp, RCMACFailed, nil)
+	if rc := f.verifyMAC(ctx, t, sess.MAK, req); rc != "" {
+		if rc == RCMACFailed {
+			f.stats.MACFailures.Add(1)
+		} else {
+			f.cfg.Log.Error("security module unavailable: terminal MAC not checked", zap.String("terminal", t.ID))
+		}
+		f.send(ctx, s, rsp, rc, nil)
 		return
 	}
 	claim, dkey, handled := f.checkDuplicate(ctx, s, t, req, rsp)
@@ -300,17 +304,26 @@ type termMAC struct {
 
 // verifyMAC checks the MAC of a terminal message by the terminal's profile: the UnionPay ECB MAC in 64 over
 // MTI to field 63, or the X9.19 MAC in 64 (128 with a secondary bitmap) over the message before it.
-func (f *Flow) verifyMAC(ctx context.Context, t *terminal.Terminal, mak hsm.Key, req *codec.Message) bool {
+// It returns "" when the MAC verifies, A0 when it is missing or wrong, and 96 when the security module could
+// not be asked (a networked HSM that is down must not look like a terminal with wrong keys).
+func (f *Flow) verifyMAC(ctx context.Context, t *terminal.Terminal, mak hsm.Key, req *codec.Message) string {
 	alg, n := hsm.MACCupECB, 64
 	if t.MACAlgorithm() == terminal.MACX919 {
 		alg, n = hsm.MACX919, macFieldOf(req)
 	}
 	mab, ok := req.BytesBefore(n)
 	if !ok {
-		return false
+		return RCMACFailed
 	}
 	mac, _ := req.Value(n)
-	return f.cfg.HSM.VerifyMAC(ctx, mak, alg, mab, mac) == nil
+	switch err := f.cfg.HSM.VerifyMAC(ctx, mak, alg, mab, mac); {
+	case err == nil:
+		return ""
+	case errors.Is(err, hsm.ErrMACVerify):
+		return RCMACFailed
+	default:
+		return RCMalfunction
+	}
 }
 
 // macFieldOf is the ISO 8583:1987 MAC field of m: 64, or 128 when m has a secondary bitmap.
@@ -631,12 +644,21 @@ func (f *Flow) advise(ctx context.Context, t *terminal.Terminal, card *env, req,
 	if _, ok := rsp.Spec().Field(37); ok {
 		_ = rsp.SetString(37, out.String(37))
 	}
+	txn := f.originalOf(req, acq, linkID, out, "", e)
+	batch, _ := req.Subfield(60, 2)
+	if err := f.cfg.Txns.Put(ctx, t.ID, string(batch), req.String(11), txn); err != nil {
+		f.cfg.Log.Error("cannot store the advice's original; reversing", zap.String("txn", e.txnID), zap.Error(err))
+		f.reverse(ctx, acq, linkID, out, "06", e.txnID)
+		f.endIntent(ctx, acq, intent)
+		f.release(out)
+		return RCMalfunction, result{left: true}
+	}
 	if rc := f.record(ctx, t, req, acq, linkID, out, rsp, RCApproved, e, original, received, f.cfg.Now()); rc != RCApproved {
 		f.endIntent(ctx, acq, intent)
 		f.release(out)
 		return rc, result{left: true}
 	}
-	return RCApproved, result{left: true, d: f.remember(ctx, t, req, acq, linkID, out, "", e, original, intent)}
+	return RCApproved, result{left: true, d: f.remember(ctx, t, req, acq, linkID, out, txn, original, intent)}
 }
 
 // exchange converts and sends the request, failing over only while it was never written, and builds the
@@ -838,10 +860,22 @@ func (f *Flow) finish(ctx context.Context, t *terminal.Terminal, req, rsp *codec
 	if rc == "" {
 		rc = RCMalfunction
 	}
+	var txn Txn
+	if rc == RCApproved {
+		// The original is stored before the approval is journaled: an approval whose void or reversal could not
+		// find it would be undone at the terminal but never at the bank.
+		txn = f.originalOf(req, acq, linkID, out, tmp.String(38), e)
+		batch, _ := req.Subfield(60, 2)
+		if err := f.cfg.Txns.Put(ctx, t.ID, string(batch), req.String(11), txn); err != nil {
+			f.cfg.Log.Error("cannot store the original; reversing", zap.String("txn", e.txnID), zap.Error(err))
+			f.reverse(ctx, acq, linkID, out, "06", e.txnID)
+			return RCMalfunction, nil
+		}
+	}
 	if rc = f.record(ctx, t, req, acq, linkID, out, tmp, rc, e, original, received, answered); rc != RCApproved {
 		return rc, nil
 	}
-	d := f.remember(ctx, t, req, acq, linkID, out, tmp.String(38), e, original, intent)
+	d := f.remember(ctx, t, req, acq, linkID, out, txn, original, intent)
 	if req.MTI()[:2] == "04" {
 		// A terminal's reversal: its reply is not awaited. A lost one makes the terminal repeat the reversal,
 		// which the acquirer acknowledges again.
@@ -878,24 +912,30 @@ func (f *Flow) record(ctx context.Context, t *terminal.Terminal, req *codec.Mess
 	return rc
 }
 
-// remember keeps a journaled approval for later voids, refunds and reversals and counts it in the batch
-// totals; it returns the approval's delivery (which owns out).
-func (f *Flow) remember(ctx context.Context, t *terminal.Terminal, req *codec.Message, acq *Acquirer, linkID string,
-	out *codec.Message, authCode string, e *env, original *Txn, intent string) *delivery {
+// originalOf is what the switch keeps of an approval for its later voids, refunds and reversals.
+func (f *Flow) originalOf(req *codec.Message, acq *Acquirer, linkID string, out *codec.Message, authCode string, e *env) Txn {
 	amount, _ := req.Amount(4)
+	debit, counts := batchEffect(req)
+	return Txn{ID: e.txnID, Acquirer: acq.Name, Link: linkID, Amount: amount, RRN: out.String(37),
+		AuthCode: authCode, AcqSTAN: out.String(11), OriginalData: originalData(out), Counted: counts, Debit: debit}
+}
+
+// remember counts a journaled approval (whose original txn is stored) in the batch totals; it returns the
+// approval's delivery (which owns out). A batch total that cannot be updated is logged: settlement then comes
+// out unbalanced and the terminal's batch upload settles it.
+func (f *Flow) remember(ctx context.Context, t *terminal.Terminal, req *codec.Message, acq *Acquirer, linkID string,
+	out *codec.Message, txn Txn, original *Txn, intent string) *delivery {
 	batch, _ := req.Subfield(60, 2)
 	kind := recordKind(req)
 	if kind == journal.KindVoid || kind == journal.KindReversal {
 		f.undoTotals(ctx, t, req, original)
 	}
-	debit, counts := batchEffect(req)
-	txn := Txn{ID: e.txnID, Acquirer: acq.Name, Link: linkID, Amount: amount, RRN: out.String(37),
-		AuthCode: authCode, AcqSTAN: out.String(11), OriginalData: originalData(out), Counted: counts, Debit: debit}
-	_ = f.cfg.Txns.Put(ctx, t.ID, string(batch), req.String(11), txn)
-	if counts {
-		_ = f.cfg.Manager.Batches.Add(ctx, t.ID, string(batch), debit, amount, 1)
+	if txn.Counted {
+		if err := f.cfg.Manager.Batches.Add(ctx, t.ID, string(batch), txn.Debit, txn.Amount, 1); err != nil {
+			f.cfg.Log.Warn("batch totals not updated", zap.String("terminal", t.ID), zap.Error(err))
+		}
 	}
-	return &delivery{acq: acq, link: linkID, intent: intent, out: out, txnID: e.txnID, tid: t.ID,
+	return &delivery{acq: acq, link: linkID, intent: intent, out: out, txnID: txn.ID, tid: t.ID,
 		batch: string(batch), trace: req.String(11), txn: txn, original: original, void: kind == journal.KindVoid}
 }
 

@@ -212,7 +212,7 @@ func (s *Switch) buildReversals() error {
 	}
 	s.queue, s.reversals = q, q
 	if s.cfg.Journal.Fsync == nil || *s.cfg.Journal.Fsync {
-		istore, err := saf.OpenFileStore(filepath.Join(s.cfg.Path(s.cfg.Reversals.Dir), "intents"), saf.FileStoreOptions{Log: s.log})
+		istore, err := s.safStore(ctx, "intents", filepath.Join(s.cfg.Path(s.cfg.Reversals.Dir), "intents"))
 		if err != nil {
 			return err
 		}

@@ -24,7 +24,17 @@ func (s *Switch) registerMetrics() error {
 		}
 		return s.pool.Status()
 	}
-	cs := []prometheus.Collector{newChannelCollector(s.channelCounts), newLinkCollector(links)}
+	leaseLost := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "railswitch_node_lease_lost",
+		Help: "1 when this node lost its lease on the shared state: another node may own its reversal queue."},
+		func() float64 {
+			if s.leaseLost.Load() {
+				return 1
+			}
+			return 0
+		})
+	s.takenOver = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "railswitch_node_taken_over_entries_total",
+		Help: "Reversal entries and intents of dead nodes that this node took into its own queue."}, []string{"node", "set"})
+	cs := []prometheus.Collector{newChannelCollector(s.channelCounts), newLinkCollector(links), leaseLost, s.takenOver}
 	for i, c := range cs {
 		if err := s.reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

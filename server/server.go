@@ -67,6 +67,7 @@ type Switch struct {
 	state       *nodestate.State
 	sealer      saf.Sealer  // seals reversal entries at rest
 	leaseLost   atomic.Bool // the shared state's node lease was lost
+	takenOver   *prometheus.CounterVec
 	metrics     *flow.Metrics
 	drained     sync.Map // link id string -> true: taken out of balancing by an operator
 	admin       *http.Server

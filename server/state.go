@@ -76,6 +76,7 @@ func (s *Switch) takeOver(ctx context.Context, node, set string, e *saf.Entry) e
 	if err := s.queue.Enqueue(ctx, e.Acquirer, e.Link, e.TxnID, msg); err != nil {
 		return err
 	}
+	s.takenOver.WithLabelValues(node, set).Inc()
 	s.log.Warn("entry of a dead node taken over", zap.String("node", node), zap.String("set", set),
 		zap.String("acquirer", e.Acquirer), zap.String("txn", e.TxnID), zap.Bool("was_dead_letter", e.Dead))
 	return nil

@@ -30,6 +30,7 @@ type Config struct {
 	Lease     time.Duration `yaml:"lease"`      // redis: node lease (default 10s)
 	Heartbeat time.Duration `yaml:"heartbeat"`  // redis: lease renewal and takeover period (default 2s)
 	STANBlock int           `yaml:"stan_block"` // redis: STANs reserved per Redis call (default 1)
+	MaxTxns   int           `yaml:"max_txns"`   // embedded: originals kept in memory, oldest forgotten first (default 1,000,000)
 }
 
 // Validate checks the values and fills in the defaults.
@@ -51,8 +52,8 @@ func (c *Config) Validate() error {
 	if _, err := newKeyspace(c.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("state.prefix: %w", err))
 	}
-	if c.TxnTTL < 0 || c.Lease < 0 || c.Heartbeat < 0 || c.STANBlock < 0 {
-		errs = append(errs, errors.New("state: txn_ttl, lease, heartbeat and stan_block cannot be negative"))
+	if c.TxnTTL < 0 || c.Lease < 0 || c.Heartbeat < 0 || c.STANBlock < 0 || c.MaxTxns < 0 {
+		errs = append(errs, errors.New("state: txn_ttl, lease, heartbeat, stan_block and max_txns cannot be negative"))
 	}
 	if c.TxnTTL == 0 {
 		c.TxnTTL = DefaultTxnTTL
@@ -81,6 +82,8 @@ type Deps struct {
 	DataDir    string                // base of a relative Config.Dir
 	NodeID     string                // node.id: names the node's lease and queue
 	NodeNumber int                   // node.number 0-99: goes into RRNs
+	// NoFsync makes the embedded files skip fsync (journal.fsync: false: a crash may lose the last writes).
+	NoFsync bool
 	// SessionsFile is the embedded session file (empty: sessions in memory only).
 	SessionsFile string
 	Location     *time.Location   // midnight of the STAN day (default time.Local)
@@ -170,7 +173,8 @@ func (st *State) openEmbedded() error {
 		return fmt.Errorf("nodestate: sessions: %w", err)
 	}
 	st.Sessions = sessions
-	opts := FileOptions{Retention: st.cfg.TxnTTL, Now: st.deps.Now, Log: st.deps.Log}
+	opts := FileOptions{Retention: st.cfg.TxnTTL, MaxEntries: st.cfg.MaxTxns, NoSync: st.deps.NoFsync, Now: st.deps.Now,
+		Log: st.deps.Log}
 	txns, err := OpenFileTxns(filepath.Join(st.dir(), "txns.log"), opts)
 	if err != nil {
 		return err

@@ -385,3 +385,44 @@ func FuzzReadRecords(f *testing.F) {
 		}
 	})
 }
+
+// TestFileTxnsForgetTheOldestBeyondMaxEntries: memory stays bounded whatever the traffic: past MaxEntries the
+// oldest originals are forgotten first, by both keys, also after a reopen; a replaced key keeps its newest.
+func TestFileTxnsForgetTheOldestBeyondMaxEntries(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "txns.log")
+	clock := newClock()
+	opts := FileOptions{Now: clock.Now, MaxEntries: 4, NoSync: true}
+	s, err := OpenFileTxns(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 1; i <= 10; i++ {
+		if err := s.Put(ctx, "T1", "000001", fmt.Sprintf("%06d", i), txnOf(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string, s *FileTxns) {
+		t.Helper()
+		for i := 1; i <= 10; i++ {
+			_, ok, err := s.Get(ctx, "T1", "000001", fmt.Sprintf("%06d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, byRRN, _ := s.GetByRRN(ctx, "T1", txnOf(i).RRN)
+			if want := i > 6; ok != want || byRRN != want {
+				t.Errorf("%s: original %d found %v (by RRN %v), want %v", when, i, ok, byRRN, want)
+			}
+		}
+	}
+	check("after the puts", s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenFileTxns(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check("after a reopen", s)
+}

@@ -21,8 +21,13 @@ type FileOptions struct {
 	// CompactAfter is how many records the log may hold before it is rewritten with its live records, once
 	// most are overwritten or expired (default 16384).
 	CompactAfter int
-	Now          func() time.Time // default time.Now
-	Log          *zap.Logger      // reports of a torn end dropped at open (default: none)
+	// MaxEntries bounds the originals a FileTxns keeps (default DefaultMaxTxns): past it the oldest are
+	// forgotten first, so memory stays bounded whatever the traffic (about 0.5 KB an original).
+	MaxEntries int
+	// NoSync skips the fsync (the switch's journal.fsync: false): a crash may lose the last originals.
+	NoSync bool
+	Now    func() time.Time // default time.Now
+	Log    *zap.Logger      // reports of a torn end dropped at open (default: none)
 
 	sync func(*os.File) error // the fsync, replaced by tests that count
 }
@@ -34,11 +39,17 @@ func (o *FileOptions) defaults() {
 	if o.CompactAfter <= 0 {
 		o.CompactAfter = defCompact
 	}
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = DefaultMaxTxns
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Log == nil {
 		o.Log = zap.NewNop()
+	}
+	if o.NoSync && o.sync == nil {
+		o.sync = func(*os.File) error { return nil }
 	}
 }
 
@@ -115,7 +126,18 @@ type FileTxns struct {
 	fileStore
 	m     map[string]*txnLive // tid, batch, trace
 	byRRN map[string]*txnLive // tid, RRN
+	order []txnKeys           // keys in Put order, oldest first, for the MaxEntries bound
+	head  int                 // first entry of order still in use
 }
+
+// txnKeys are the two index keys of one original as it was put.
+type txnKeys struct {
+	l        *txnLive
+	key, rrn string
+}
+
+// DefaultMaxTxns is the default bound of the originals a FileTxns keeps.
+const DefaultMaxTxns = 1_000_000
 
 func txnKey(parts ...string) string {
 	n := 0
@@ -154,11 +176,35 @@ func OpenFileTxns(path string, opts FileOptions) (*FileTxns, error) {
 
 func (s *FileTxns) apply(r *txnRecord, payload []byte) {
 	l := &txnLive{payload: payload, at: r.At}
-	s.m[txnKey(r.TID, r.Batch, r.Trace)] = l
+	k := txnKeys{l: l, key: txnKey(r.TID, r.Batch, r.Trace)}
+	s.m[k.key] = l
 	if r.T.RRN != "" {
-		s.byRRN[txnKey(r.TID, r.T.RRN)] = l
+		k.rrn = txnKey(r.TID, r.T.RRN)
+		s.byRRN[k.rrn] = l
 	}
+	s.order = append(s.order, k)
 	s.seen(r.At)
+	s.evict()
+}
+
+// evict forgets the oldest originals beyond MaxEntries (mu held). An index entry that a later Put replaced
+// stays.
+func (s *FileTxns) evict() {
+	for len(s.m) > s.opts.MaxEntries && s.head < len(s.order) {
+		k := s.order[s.head]
+		s.order[s.head] = txnKeys{}
+		s.head++
+		if s.m[k.key] == k.l {
+			delete(s.m, k.key)
+		}
+		if k.rrn != "" && s.byRRN[k.rrn] == k.l {
+			delete(s.byRRN, k.rrn)
+		}
+	}
+	if s.head > len(s.order)/2 && s.head > 1024 { // reclaim the consumed front
+		s.order = append(s.order[:0:0], s.order[s.head:]...)
+		s.head = 0
+	}
 }
 
 // live returns the distinct originals still referenced and not expired, oldest first (mu held).

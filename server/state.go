@@ -34,7 +34,7 @@ func (s *Switch) buildState() error {
 	if err := sc.Validate(); err != nil {
 		return err
 	}
-	deps := nodestate.Deps{DataDir: s.cfg.dir, NodeID: s.cfg.Node.ID, NodeNumber: s.cfg.Node.Number, Log: s.log,
+	deps := nodestate.Deps{DataDir: s.cfg.dir, NoFsync: s.cfg.Journal.Fsync != nil && !*s.cfg.Journal.Fsync, NodeID: s.cfg.Node.ID, NodeNumber: s.cfg.Node.Number, Log: s.log,
 		OnLeaseLost: func(err error) {
 			// Another node may now drain this node's queue: stop being ready; the stores refuse to write.
 			s.leaseLost.Store(true)

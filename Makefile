@@ -4,7 +4,7 @@ BIN       ?= bin/switch
 FUZZTIME  ?= 5m
 PKGS      := ./...
 
-.PHONY: help build run test bench bench-switch fuzz lint conformance ceiling scenarios race clean
+.PHONY: help build run test test-faults soak bench bench-switch fuzz lint conformance ceiling scenarios race clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -17,6 +17,12 @@ run: ## start the switch on its embedded demo configuration with two simulated b
 
 test: lint ## vet, gofmt check and the whole test suite (fuzz seed corpora included)
 	$(GO) test -count=1 $(PKGS)
+
+test-faults: ## the fault, hostile-input, scanner and kill -9 tests (build tag faults; docs/faults.md, docs/crash.md)
+	$(GO) test -count=1 -tags faults -timeout 20m ./faults/...
+
+soak: build ## the switch at RATE (default 10000/s) for DURATION (default 30m), memory and goroutines sampled (scripts/soak.sh)
+	scripts/soak.sh
 
 bench: ## every benchmark with allocation counts (BENCH=regexp, COUNT=n)
 	$(GO) test -run '^$$' -bench '$(or $(BENCH),.)' -benchmem -count $(or $(COUNT),1) $(PKGS)

@@ -47,9 +47,12 @@ func TestApprovalWhoseReplyCannotBeWrittenIsReversed(t *testing.T) {
 		t.Fatalf("queued %s %s %s reason %s, want bank-a bank-a/a1/0 0420 reason %s", q.Acquirer, q.Link,
 			rev.MTI(), rev.String(39), ReasonUndelivered)
 	}
+	// The journal keeps the approval and nets it out with the switch's reversal of it, keyed once per txn.
 	recs := n.journal.records()
-	if len(recs) != 1 || recs[0].ResponseCode != RCApproved || recs[0].TxnID != q.TxnID {
-		t.Fatalf("journal %+v, want the approval only", recs)
+	if len(recs) != 2 || recs[0].ResponseCode != RCApproved || recs[0].TxnID != q.TxnID ||
+		recs[1].Kind != journal.KindReversal || recs[1].OriginalTxnID != q.TxnID || recs[1].Amount != 1500 ||
+		recs[1].Terminal != posTID || recs[1].IdempotencyKey() != q.TxnID+"/reversal" {
+		t.Fatalf("journal %+v, want the approval and the switch's reversal of it", recs)
 	}
 	if got := value(t, n.metrics.undelivered.WithLabelValues("pos")); got != 1 {
 		t.Fatalf("undelivered approvals = %v, want 1", got)

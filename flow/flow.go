@@ -447,12 +447,24 @@ func (f *Flow) delivered(ctx context.Context, d *delivery) {
 // undelivered reverses an approval whose reply could not be written (the terminal hung up, the session
 // closed): the reversal is queued, the transaction is remembered as reversed (a terminal reversal of it is
 // acknowledged here, not sent again) and taken out of the batch totals; the journal keeps the approval it
-// already holds. Then the intent ends: its outcome, the queued reversal, is durable.
+// already holds, and a reversal record (SwitchReversalRecord) nets it out in the ledger. Then the intent
+// ends: its outcome, the queued reversal, is durable.
 func (f *Flow) undelivered(ctx context.Context, d *delivery, cause error) {
 	f.met.undeliveredReply()
 	f.cfg.Log.Warn("approval not delivered to the terminal: reversal queued", zap.String("terminal", d.tid),
 		zap.String("txn", d.txnID), zap.String("acquirer", d.acq.Name), zap.Error(cause))
 	f.reverse(ctx, d.acq, d.link, d.out, ReasonUndelivered, d.txnID)
+	if f.cfg.Journal != nil {
+		rec := SwitchReversalRecord(d.out, d.acq.Name, d.txnID, ReasonUndelivered, f.cfg.Posting, f.cfg.Now())
+		rec.Channel = f.cfg.Channel
+		if t, ok := f.cfg.Manager.Registry.Lookup(d.tid); ok {
+			rec.Terminal, rec.Merchant, rec.Bureau, rec.Station = t.ID, t.Merchant, t.Bureau, t.Station
+		}
+		if _, err := f.cfg.Journal.Append(rec); err != nil {
+			// The reversal is queued all the same; the ledger keeps the approval until an operator posts it.
+			f.cfg.Log.Error("cannot journal the reversal of an undelivered approval", zap.String("txn", d.txnID), zap.Error(err))
+		}
+	}
 	if d.txn.Counted {
 		_ = f.cfg.Manager.Batches.Add(ctx, d.tid, d.batch, d.txn.Debit, -d.txn.Amount, -1)
 	}

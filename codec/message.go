@@ -94,7 +94,14 @@ func (m *Message) Has(n int) bool {
 
 // Fields returns the numbers of the present fields in ascending order.
 func (m *Message) Fields() []int {
-	var out []int
+	n := 0
+	for _, w := range m.present {
+		n += bits.OnesCount64(w)
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]int, 0, n)
 	for w := range m.present {
 		for bs := m.present[w]; bs != 0; bs &^= 1 << (63 - uint(bits.LeadingZeros64(bs))) {
 			out = append(out, w*64+bits.LeadingZeros64(bs)+1)

@@ -3,6 +3,7 @@ package codec
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 )
 
 // Pack appends the message, from the MTI on, to dst and returns the extended slice. Fields still referencing
@@ -11,6 +12,11 @@ func (m *Message) Pack(dst []byte) ([]byte, error) {
 	s := m.spec
 	if !m.hasMTI {
 		return dst, fieldErr(0, -1, ErrBadValue, "MTI not set")
+	}
+	// One allocation up front for a dst without room (Pack(nil), say) instead of several while appending: the
+	// packed message is at most about its parsed bytes, its set values and the bitmaps and length prefixes.
+	if need := len(m.buf) + len(m.arena) + 128; cap(dst)-len(dst) < need {
+		dst = slices.Grow(dst, need)
 	}
 	switch s.def.MTI {
 	case MTIBCD:

@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -143,10 +142,5 @@ func (r *Record) validate() error {
 
 // MarshalJSON adds the encoding version and the idempotency key to the record's fields.
 func (r Record) MarshalJSON() ([]byte, error) {
-	type plain Record // drops the methods, so json.Marshal does not recurse
-	return json.Marshal(struct {
-		Version int    `json:"version"`
-		Key     string `json:"idempotency_key"`
-		plain
-	}{RecordVersion, r.IdempotencyKey(), plain(r)})
+	return appendJSON(make([]byte, 0, 512), &r)
 }

@@ -24,6 +24,11 @@ type ShipperOptions struct {
 	// turns one Deliver and one checkpoint per commit into one per Linger; negative delivers at once.
 	Linger         time.Duration `yaml:"linger"`
 	DeliverTimeout time.Duration `yaml:"deliver_timeout"` // bound of one Deliver call [30s]
+	// CheckpointEvery is the least time between two checkpoint writes [200ms]; negative writes one after every
+	// delivered batch. A checkpoint file write (temporary file, rename) costs far more than a batch under load;
+	// after a crash the sink receives again at most what was delivered in this time (at least once, with
+	// idempotency keys). An idle shipper writes the pending checkpoint once the time is up.
+	CheckpointEvery time.Duration `yaml:"checkpoint_every"`
 	// RetryHorizon is how long the shipper may keep retrying one batch before it raises the horizon alarm;
 	// sinks keep their idempotency keys at least this long plus the longest switch downtime [24h].
 	RetryHorizon time.Duration         `yaml:"retry_horizon"`
@@ -41,6 +46,9 @@ func (o *ShipperOptions) defaults() {
 		o.Linger = 20 * time.Millisecond
 	}
 	setDefault(&o.DeliverTimeout, 30*time.Second)
+	if o.CheckpointEvery == 0 {
+		o.CheckpointEvery = 200 * time.Millisecond
+	}
 	setDefault(&o.RetryHorizon, 24*time.Hour)
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -135,7 +143,26 @@ func (s *Shipper) Run(ctx context.Context) error {
 	defer tick.Stop()
 
 	batch := make([]Record, 0, s.opts.BatchSize)
-	var end Position
+	var (
+		end, ckptPos Position
+		ckptPending  bool      // ckptPos is delivered but not yet the durable checkpoint
+		ckptAt       time.Time // when the last checkpoint was written
+		due          *time.Timer
+	)
+	defer func() {
+		if due != nil {
+			due.Stop()
+		}
+	}()
+	// checkpoint writes the pending checkpoint; a failed write is retried (until then the records since the
+	// last checkpoint may be delivered again).
+	checkpoint := func() error {
+		err := s.retry(ctx, "checkpoint", func() error { return s.j.commitCheckpoint(s.name, ckptPos) })
+		if err == nil {
+			ckptPending, ckptAt = false, time.Now()
+		}
+		return err
+	}
 	lingered := false
 	for {
 		for len(batch) < s.opts.BatchSize {
@@ -151,11 +178,28 @@ func (s *Shipper) Run(ctx context.Context) error {
 			end = e.End
 		}
 		if len(batch) == 0 {
+			var dueC <-chan time.Time
+			if ckptPending {
+				wait := s.opts.CheckpointEvery - time.Since(ckptAt)
+				if wait <= 0 {
+					if err := checkpoint(); err != nil {
+						return err
+					}
+					continue
+				}
+				if due == nil {
+					due = time.NewTimer(wait)
+				} else {
+					due.Reset(wait)
+				}
+				dueC = due.C
+			}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-wake:
 			case <-tick.C:
+			case <-dueC:
 			}
 			continue
 		}
@@ -175,9 +219,11 @@ func (s *Shipper) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		// A checkpoint that cannot be written is retried too; until then the batch may be delivered again.
-		if err := s.retry(ctx, "checkpoint", func() error { return s.j.commitCheckpoint(s.name, end) }); err != nil {
-			return err
+		ckptPos, ckptPending = end, true
+		if s.opts.CheckpointEvery < 0 || time.Since(ckptAt) >= s.opts.CheckpointEvery {
+			if err := checkpoint(); err != nil {
+				return err
+			}
 		}
 		batch, lingered = batch[:0], false
 	}

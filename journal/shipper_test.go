@@ -356,3 +356,55 @@ func TestShipperLingerGathersRecordsAppendedOneByOneIntoOneDelivery(t *testing.T
 		})
 	}
 }
+
+// TestShipperWritesCheckpointsAtMostEveryCheckpointEveryAndWhenIdle: under a stream of small deliveries the
+// checkpoint file is rewritten at most once per CheckpointEvery (the first delivery writes at once), an idle
+// shipper writes the pending one when the time is up, and a negative CheckpointEvery writes after every batch.
+func TestShipperWritesCheckpointsAtMostEveryCheckpointEveryAndWhenIdle(t *testing.T) {
+	cases := []struct {
+		name     string
+		every    time.Duration
+		wantSeq  uint64 // the durable checkpoint right after the 5 records were delivered (0: timing-dependent)
+		idleSeqs uint64 // the durable checkpoint once the shipper was idle for longer than every
+	}{
+		{"long interval: only the first delivery is checkpointed", time.Hour, 1, 1},
+		{"short interval: the idle shipper catches up", 300 * time.Millisecond, 0, 5},
+		{"negative: a checkpoint per delivery", -1, 5, 5},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			j := openTest(t, t.TempDir(), nil)
+			sink := NewMemorySink("ledger")
+			opts := fastRetries
+			opts.Linger, opts.CheckpointEvery = -1, tc.every
+			s := newShipper(t, j, sink, opts)
+			stop := runShipper(s)
+			defer stop()
+			for i := range 5 {
+				appendRange(t, j, i, i+1)
+				waitFor(t, "delivery", func() bool { return len(sink.Records()) == i+1 })
+			}
+			durable := func() uint64 {
+				ps, err := loadCheckpoints(j.opts.Dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ps["ledger"].Seq
+			}
+			if tc.every < 0 {
+				waitFor(t, "the last checkpoint", func() bool { return durable() == 5 })
+			}
+			if got := durable(); tc.wantSeq != 0 && got != tc.wantSeq {
+				t.Fatalf("checkpoint right after 5 deliveries: %d, want %d", got, tc.wantSeq)
+			}
+			if tc.idleSeqs != tc.wantSeq {
+				waitFor(t, "the idle checkpoint", func() bool { return durable() == tc.idleSeqs })
+			} else {
+				time.Sleep(50 * time.Millisecond)
+				if got := durable(); got != tc.idleSeqs {
+					t.Fatalf("checkpoint after idling: %d, want %d", got, tc.idleSeqs)
+				}
+			}
+		})
+	}
+}

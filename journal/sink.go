@@ -76,9 +76,10 @@ type FileSink struct {
 	name  string
 	fsync bool
 
-	mu sync.Mutex
-	f  *os.File
-	w  *bufio.Writer
+	mu   sync.Mutex
+	f    *os.File
+	w    *bufio.Writer
+	line []byte // the line being encoded, reused
 }
 
 // NewFileSink opens (or creates) path for appending. With fsync set, each batch is fsynced before Deliver
@@ -102,13 +103,13 @@ func (s *FileSink) Deliver(ctx context.Context, recs []Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range recs {
-		// The line json.Encoder would write, without its second pass over MarshalJSON's output.
-		line, err := recs[i].MarshalJSON()
+		// The line json.Encoder would write, without reflection or its second pass over the output.
+		line, err := appendJSON(s.line[:0], &recs[i])
 		if err != nil {
 			return fmt.Errorf("journal: file sink %s: %w", s.name, err)
 		}
-		s.w.Write(line)
-		s.w.WriteByte('\n') // a write error stays in s.w and is returned by Flush
+		s.line = append(line, '\n')
+		s.w.Write(s.line) // a write error stays in s.w and is returned by Flush
 	}
 	err := s.w.Flush()
 	if err == nil && s.fsync {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -111,6 +112,12 @@ func (c *conn) writeLoop() {
 		case it := <-l.queue:
 			batch = append(batch[:0], it)
 		}
+		// When other requests are in flight, let senders that are runnable queue their frames first: the
+		// writer runs as soon as the first sender blocks on its answer, so without this a batch stays at one
+		// frame, each paying a write and the bank's wake-up. A lone request is written at once.
+		if len(l.queue) == 0 && l.othersInFlight() {
+			runtime.Gosched()
+		}
 	gather:
 		for len(batch) < writeBatch {
 			select {
@@ -152,6 +159,13 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// othersInFlight reports whether more than one request waits for its answer (the writer's own among them).
+func (l *Link) othersInFlight() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pending) > 1
 }
 
 // handleFrame dispatches one frame from the bank: a response to its pending request (or to OnUnmatched when

@@ -43,9 +43,11 @@ func (in *intents) End(ctx context.Context, acquirer, id string) error {
 	return in.store.Remove(ctx, acquirer, id)
 }
 
-// recoverIntents queues the reversal of every intent left without an outcome and then forgets the intent. A
-// stop between the two queues the reversal again at the next start; banks acknowledge a repeat (94, 12 or 25).
-func (in *intents) recoverIntents(ctx context.Context, q flow.Reversals, log *zap.Logger) error {
+// recoverIntents queues the reversal of every intent left without an outcome, tells reversed (which journals
+// it when the request had been approved), and then forgets the intent. A stop in between queues the reversal
+// again at the next start; banks acknowledge a repeat (94, 12 or 25), the journal record has the same key.
+func (in *intents) recoverIntents(ctx context.Context, q flow.Reversals, log *zap.Logger,
+	reversed func(ctx context.Context, acquirer, txnID string, msg []byte)) error {
 	left, err := in.store.Load(ctx)
 	if err != nil {
 		return err
@@ -57,6 +59,9 @@ func (in *intents) recoverIntents(ctx context.Context, q flow.Reversals, log *za
 		}
 		if err := q.Enqueue(ctx, e.Acquirer, e.Link, e.TxnID, msg); err != nil {
 			return err
+		}
+		if reversed != nil {
+			reversed(ctx, e.Acquirer, e.TxnID, msg)
 		}
 		log.Warn("request without a recorded outcome: reversal queued", zap.String("acquirer", e.Acquirer),
 			zap.String("txn", e.TxnID))

@@ -213,7 +213,15 @@ func (s *Switch) buildReversals() error {
 	}
 	s.queue, s.reversals = q, q
 	if s.cfg.Journal.Fsync == nil || *s.cfg.Journal.Fsync {
-		istore, err := s.safStore(ctx, "intents", filepath.Join(s.cfg.Path(s.cfg.Reversals.Dir), "intents"))
+		// Intents live with the node's shared state (a survivor takes a dead node's over), else in a local
+		// log whose Begins are group-committed and whose Ends need no fsync of their own.
+		var istore saf.Store
+		var err error
+		if s.state.Lease != nil {
+			istore, err = s.safStore(ctx, "intents", "")
+		} else {
+			istore, err = openIntentLog(filepath.Join(s.cfg.Path(s.cfg.Reversals.Dir), "intents"), s.log)
+		}
 		if err != nil {
 			return err
 		}
@@ -596,7 +604,7 @@ func (s *Switch) Start(ctx context.Context) error {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.pool.Start()
 	if s.intents != nil {
-		if err := s.intents.recoverIntents(ctx, s.reversals, s.log); err != nil {
+		if err := s.intents.recoverIntents(ctx, s.reversals, s.log, s.reversedBySwitch); err != nil {
 			return fmt.Errorf("intents: %w", err)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/railswitch/railswitch/codec"
+	"github.com/railswitch/railswitch/flow"
 	"github.com/railswitch/railswitch/nodestate"
 	"github.com/railswitch/railswitch/saf"
 	"go.uber.org/zap"
@@ -76,8 +78,45 @@ func (s *Switch) takeOver(ctx context.Context, node, set string, e *saf.Entry) e
 	if err := s.queue.Enqueue(ctx, e.Acquirer, e.Link, e.TxnID, msg); err != nil {
 		return err
 	}
+	if set == "intents" {
+		s.reversedBySwitch(ctx, e.Acquirer, e.TxnID, msg)
+	}
 	s.takenOver.WithLabelValues(node, set).Inc()
 	s.log.Warn("entry of a dead node taken over", zap.String("node", node), zap.String("set", set),
 		zap.String("acquirer", e.Acquirer), zap.String("txn", e.TxnID), zap.Bool("was_dead_letter", e.Dead))
 	return nil
+}
+
+// reversedBySwitch is told of each reversal the switch queued for a request whose outcome a stopped node
+// never recorded. When the request had been approved (its original was stored, which happens before the
+// approval is journaled), the approval may be in the journal or the ledger: the reversal is journaled as a
+// reversal of it (flow.SwitchReversalRecord). A request never approved journals nothing. A terminal that
+// reverses it as well sends a second reversal to the bank, which acknowledges the repeat.
+func (s *Switch) reversedBySwitch(ctx context.Context, acquirer, txnID string, msg []byte) {
+	acq := s.acquirers[acquirer]
+	if acq == nil {
+		return
+	}
+	rev := codec.NewMessage(acq.Spec)
+	if err := rev.Unpack(msg); err != nil {
+		s.log.Error("cannot read a recovered reversal", zap.String("txn", txnID), zap.Error(err))
+		return
+	}
+	tid := rev.String(41)
+	orig, ok, err := s.state.Txns.GetByRRN(ctx, tid, rev.String(37))
+	if err != nil {
+		s.log.Error("cannot look up the original of a recovered reversal", zap.String("txn", txnID), zap.Error(err))
+	}
+	if !ok || orig.ID != txnID || orig.Reversed {
+		return
+	}
+	rec := flow.SwitchReversalRecord(rev, acquirer, txnID, rev.String(39), s.cfg.Node.Posting, time.Now())
+	if t, found := s.registry.Lookup(tid); found {
+		rec.Terminal, rec.Merchant, rec.Bureau, rec.Station = t.ID, t.Merchant, t.Bureau, t.Station
+	}
+	if _, err := s.journal.Append(rec); err != nil {
+		s.log.Error("cannot journal the reversal of a recovered approval", zap.String("txn", txnID), zap.Error(err))
+	}
+	s.log.Warn("approval whose delivery was not recorded: reversed and journaled", zap.String("txn", txnID),
+		zap.String("terminal", tid))
 }

@@ -29,6 +29,7 @@ type Software struct {
 	rnd io.Reader
 
 	open  sync.Map // cryptogram -> *openKey
+	names sync.Map // key name -> the cryptogram last opened under that name
 	nOpen atomic.Int64
 }
 
@@ -75,9 +76,20 @@ func (s *Software) openKey(k Key, u Usage) (*openKey, error) {
 		}
 		if s.nOpen.Add(1) > maxOpenKeys {
 			s.open.Clear()
+			s.names.Clear()
 			s.nOpen.Store(1)
 		}
 		s.open.Store(k.Cryptogram, ok)
+		// A new key under a known name (a terminal's working keys after its next sign-on, a zone key after
+		// a key exchange) replaces the old one: its clear key leaves the cache instead of staying until the
+		// cache is full, so sign-ons cannot grow the heap.
+		if k.Name != "" {
+			if prev, loaded := s.names.Swap(k.Name, k.Cryptogram); loaded && prev != k.Cryptogram {
+				if _, was := s.open.LoadAndDelete(prev); was {
+					s.nOpen.Add(-1)
+				}
+			}
+		}
 	}
 	if u != 0 && !ok.spec.Type.Allows(u) {
 		return nil, &UsageError{Key: k.Name, Type: ok.spec.Type, Usage: u}

@@ -453,3 +453,44 @@ func BenchmarkSoftwareVerifyCUPMAC(b *testing.B) {
 		}
 	}
 }
+
+// TestNewKeyUnderAKnownNameEvictsTheOldOne: a terminal signing on again and again gets new working keys under
+// the same names; the module keeps only the latest opened, so sign-ons cannot grow its memory and old clear
+// keys do not linger, while keys of other names stay cached.
+func TestNewKeyUnderAKnownNameEvictsTheOldOne(t *testing.T) {
+	ctx := context.Background()
+	sw := NewSoftware(newTestLMK(t), nil)
+	other, err := sw.GenerateKey(ctx, GenerateKeyRequest{Name: "term/2/mak", Spec: Spec{KeyTAK, AlgTDES, 16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sw.GenerateMAC(ctx, other.Key, MACX919, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var first Key
+	for i := range 50 {
+		g, err := sw.GenerateKey(ctx, GenerateKeyRequest{Name: "term/1/mak", Spec: Spec{KeyTAK, AlgTDES, 16}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = g.Key
+		}
+		if _, err := sw.GenerateMAC(ctx, g.Key, MACX919, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sw.nOpen.Load(); n != 2 {
+		t.Fatalf("%d keys open after 50 sign-ons of one terminal and one other key, want 2", n)
+	}
+	if _, cached := sw.open.Load(first.Cryptogram); cached {
+		t.Fatal("the first sign-on's key is still open")
+	}
+	if _, cached := sw.open.Load(other.Key.Cryptogram); !cached {
+		t.Fatal("the other terminal's key was evicted")
+	}
+	// An old key is still usable (a late message under it): it is opened again from its cryptogram.
+	if _, err := sw.GenerateMAC(ctx, first, MACX919, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+}

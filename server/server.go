@@ -506,14 +506,32 @@ func or(v, def string) string {
 	return v
 }
 
+// Defaults of journal.max_unshipped_bytes and journal.hard_limit_bytes when sinks are configured: the alarm
+// at 256 MiB unshipped (about 250,000 postings), refusal of new authorizations at 16 GiB (about 16 million,
+// a day and a half of the platform's traffic).
+const (
+	DefaultJournalAlarm     = 256 << 20
+	DefaultJournalHardLimit = 16 << 30
+)
+
 func (s *Switch) buildJournal() error {
 	fsync := true
 	if s.cfg.Journal.Fsync != nil {
 		fsync = *s.cfg.Journal.Fsync
 	}
+	// A sink that is down makes the journal grow: by default up to a bound, with an alarm well before it.
+	alarmAt, limit := s.cfg.Journal.MaxUnshippedBytes, s.cfg.Journal.HardLimitBytes
+	if len(s.cfg.Sinks) > 0 {
+		if limit == 0 {
+			limit = DefaultJournalHardLimit
+		}
+		if alarmAt == 0 {
+			alarmAt = min(DefaultJournalAlarm, limit)
+		}
+	}
 	j, err := journal.Open(journal.Options{Dir: s.cfg.Path(s.cfg.Journal.Dir), Fsync: fsync,
 		SegmentBytes: s.cfg.Journal.SegmentBytes, RetentionDays: s.cfg.Journal.RetentionDays,
-		MaxUnshippedBytes: s.cfg.Journal.MaxUnshippedBytes, HardLimitBytes: s.cfg.Journal.HardLimitBytes,
+		MaxUnshippedBytes: alarmAt, HardLimitBytes: limit,
 		Logger: s.log, Registerer: s.reg,
 		OnAlarm: func(a journal.Alarm) {
 			s.log.Warn("journal unshipped-bytes alarm", zap.Bool("active", a.Active), zap.Int64("unshipped", a.UnshippedBytes))

@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/railswitch/railswitch/internal/faultproxy"
 	"github.com/railswitch/railswitch/journal"
 )
 
@@ -135,7 +136,7 @@ func TestOpenSucceedsWhileServerDownAndSetsUpLater(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			requireService(t, b.name, b.upstream)
-			p := newTCPProxy(t, b.upstream)
+			p := faultproxy.Start(t, b.upstream)
 			p.Cut()
 			s := b.open(t, p.Addr())
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

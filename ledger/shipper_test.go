@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/railswitch/railswitch/internal/faultproxy"
 	"github.com/railswitch/railswitch/journal"
 )
 
@@ -48,7 +49,7 @@ func TestShipperStoresEachRecordOnceAfterSinkOutage(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			requireService(t, b.name, b.upstream)
-			p := newTCPProxy(t, b.upstream)
+			p := faultproxy.Start(t, b.upstream)
 			sink := &lostAck{Sink: b.open(t, p.Addr())}
 			j, err := journal.Open(journal.Options{Dir: t.TempDir()})
 			if err != nil {

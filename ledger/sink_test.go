@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/railswitch/railswitch/internal/faultproxy"
 	"github.com/railswitch/railswitch/journal"
 )
 
@@ -79,7 +80,7 @@ func TestSinkFailsWhileServerCutAndDeliversAfterRestore(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			requireService(t, b.name, b.upstream)
-			p := newTCPProxy(t, b.upstream)
+			p := faultproxy.Start(t, b.upstream)
 			s := b.open(t, p.Addr())
 			deliver(t, s, testRecords(0, 20))
 

@@ -13,6 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
+
+	"github.com/railswitch/railswitch/internal/faultproxy"
 )
 
 // realRedis returns the address of the machine's Redis (REDIS_ADDR, default 127.0.0.1:6379) and a key prefix
@@ -155,7 +157,7 @@ func admittedCount(calls []call) int {
 
 func TestIntegrationRedisOutageFollowsThePolicyAndRecovers(t *testing.T) {
 	addr, prefix := realRedis(t)
-	proxy := startProxy(t, addr)
+	proxy := faultproxy.Start(t, addr) // Cut resets the connections and closes new ones: Redis is gone
 	src := fmt.Sprintf(`
 cluster: {key_prefix: %q, timeout: 1s, retry_interval: 100ms}
 acquirer:
@@ -163,7 +165,7 @@ acquirer:
     fallback: {rate: 100, burst: 10, cluster: true, on_redis_down: local, local_share: 0.5}
     strict:   {rate: 100, burst: 10, cluster: true, on_redis_down: refuse}
 `, prefix)
-	n := newNode(t, proxy.addr, src, "node-a")
+	n := newNode(t, proxy.Addr(), src, "node-a")
 	n.now = time.Now
 	fallback, strict := Request{Acquirer: "fallback"}, Request{Acquirer: "strict"}
 	const phase = 1500 * time.Millisecond

@@ -9,6 +9,7 @@ import (
 
 	"github.com/railswitch/railswitch/flow"
 	"github.com/railswitch/railswitch/hsm"
+	"github.com/railswitch/railswitch/internal/faultproxy"
 	"github.com/railswitch/railswitch/terminal"
 )
 
@@ -213,15 +214,22 @@ func hashTag(key string) string {
 	return key
 }
 
-// TestRedisCutOffGivesErrorsNotHangsAndRecovers runs every store through an in-test proxy, takes Redis away
-// (connections refused, or connections that never answer) and checks each call fails within its context
-// deadline, then works again once Redis is back.
+// TestRedisCutOffGivesErrorsNotHangsAndRecovers runs every store through a fault proxy, takes Redis away
+// (Cut: connections reset and new ones closed at once; BlackHole: connections stay open and nothing is
+// answered, so only the deadline ends a call) and checks each call fails within its context deadline, then
+// works again once Redis is back.
 func TestRedisCutOffGivesErrorsNotHangsAndRecovers(t *testing.T) {
 	_, prefix := realRedis(t)
-	for _, mode := range []string{"cut", "stall"} {
-		t.Run(mode, func(t *testing.T) {
-			proxy := startProxy(t, redisAddr())
-			rdb := newClient(t, proxy.addr)
+	for _, mode := range []struct {
+		name  string
+		fault func(*faultproxy.Proxy)
+	}{
+		{"cut", (*faultproxy.Proxy).Cut},
+		{"black_hole", (*faultproxy.Proxy).BlackHole},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			proxy := faultproxy.Start(t, redisAddr())
+			rdb := newClient(t, proxy.Addr())
 			sessions, _ := NewRedisSessions(rdb, prefix)
 			batches, _ := NewRedisBatches(rdb, prefix, 0)
 			txns, _ := NewRedisTxns(rdb, prefix, 0)
@@ -254,11 +262,7 @@ func TestRedisCutOffGivesErrorsNotHangsAndRecovers(t *testing.T) {
 				}
 			}
 			run(false)
-			if mode == "cut" {
-				proxy.Cut()
-			} else {
-				proxy.Stall()
-			}
+			mode.fault(proxy)
 			run(true)
 			proxy.Restore()
 			// The pool drops the broken connections as calls fail; a few calls may still meet one.
@@ -279,8 +283,8 @@ func TestRedisCutOffGivesErrorsNotHangsAndRecovers(t *testing.T) {
 
 func TestRedisErrorsNameTheTerminal(t *testing.T) {
 	_, prefix := realRedis(t)
-	proxy := startProxy(t, redisAddr())
-	rdb := newClient(t, proxy.addr)
+	proxy := faultproxy.Start(t, redisAddr())
+	rdb := newClient(t, proxy.Addr())
 	s, _ := NewRedisSessions(rdb, prefix)
 	proxy.Cut()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)

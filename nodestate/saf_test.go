@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/railswitch/railswitch/internal/faultproxy"
 	"github.com/railswitch/railswitch/saf"
 	"github.com/redis/go-redis/v9"
 )
@@ -420,18 +421,19 @@ func TestNodeCannotRestartWhileASurvivorHoldsItsClaim(t *testing.T) {
 	}
 }
 
-// TestRedisSAFStoreCutOffFailsWithinTheDeadline checks the queue store through a proxy that stops answering.
+// TestRedisSAFStoreCutOffFailsWithinTheDeadline checks the queue store through a proxy that stops answering
+// (a black hole: connections stay open, nothing is answered).
 func TestRedisSAFStoreCutOffFailsWithinTheDeadline(t *testing.T) {
 	_, prefix := realRedis(t)
-	proxy := startProxy(t, redisAddr())
-	rdb := newClient(t, proxy.addr)
+	proxy := faultproxy.Start(t, redisAddr())
+	rdb := newClient(t, proxy.Addr())
 	l, err := AcquireLease(ctxT(t), rdb, LeaseConfig{Prefix: prefix, Node: "n1", TTL: 3 * time.Second, Heartbeat: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	st, _ := l.Store(ctxT(t), "reversals")
-	proxy.Stall()
+	proxy.BlackHole()
 	for _, op := range []struct {
 		name string
 		call func(context.Context) error

@@ -1,6 +1,7 @@
 // Package faultproxy is a TCP proxy for tests that breaks the network between two peers on demand. A test puts
 // it between the switch and a bank (or Redis, PostgreSQL, an HSM): New listens on 127.0.0.1:0 and forwards every
-// connection it accepts to the upstream address; the test then switches the mode at run time:
+// connection it accepts to the upstream address (Start does the same for a test and closes the proxy when the
+// test ends); the test then switches the mode at run time:
 //
 //	Restore       forward everything (the starting mode)
 //	Cut           reset every open connection and every new one, as a dead host or a pulled cable does
@@ -20,6 +21,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -110,6 +112,18 @@ func New(upstream string) (*Proxy, error) {
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
+}
+
+// Start is New for a test: it fails t if the proxy cannot listen, and closes the proxy when the test (or
+// subtest) that started it ends.
+func Start(t testing.TB, upstream string) *Proxy {
+	t.Helper()
+	p, err := New(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
 }
 
 // Addr is the address the proxy listens on: configure the client with it instead of the upstream's.

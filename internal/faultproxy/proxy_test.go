@@ -69,16 +69,6 @@ func (e *echoServer) received() []byte {
 	return bytes.Clone(e.got.Bytes())
 }
 
-func newProxy(t *testing.T, upstream string) *Proxy {
-	t.Helper()
-	p, err := New(upstream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
 func dial(t *testing.T, p *Proxy) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", p.Addr(), 5*time.Second)
@@ -113,7 +103,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestPassForwardsBothWaysAndCountsBytes(t *testing.T) {
 	e := startEcho(t)
-	p := newProxy(t, e.l.Addr().String())
+	p := Start(t, e.l.Addr().String())
 	if p.Mode() != Pass || p.Upstream() != e.l.Addr().String() {
 		t.Fatalf("mode %v upstream %q", p.Mode(), p.Upstream())
 	}
@@ -133,7 +123,7 @@ func TestPassForwardsBothWaysAndCountsBytes(t *testing.T) {
 
 func TestHalfCloseIsPassedOnAndTheOtherDirectionFinishes(t *testing.T) {
 	e := startEcho(t)
-	p := newProxy(t, e.l.Addr().String())
+	p := Start(t, e.l.Addr().String())
 	c := dial(t, p).(*net.TCPConn)
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Write([]byte("last words")); err != nil {
@@ -150,7 +140,7 @@ func TestHalfCloseIsPassedOnAndTheOtherDirectionFinishes(t *testing.T) {
 
 func TestCutResetsOpenAndNewConnectionsUntilRestore(t *testing.T) {
 	e := startEcho(t)
-	p := newProxy(t, e.l.Addr().String())
+	p := Start(t, e.l.Addr().String())
 	open := dial(t, p)
 	if _, err := roundTrip(open, []byte("x")); err != nil {
 		t.Fatal(err)
@@ -185,7 +175,7 @@ func TestCutResetsOpenAndNewConnectionsUntilRestore(t *testing.T) {
 
 func TestBlackHoleHoldsBytesEitherWayUntilRestore(t *testing.T) {
 	e := startEcho(t)
-	p := newProxy(t, e.l.Addr().String())
+	p := Start(t, e.l.Addr().String())
 	c := dial(t, p)
 	if _, err := roundTrip(c, []byte("warm")); err != nil {
 		t.Fatal(err)
@@ -224,7 +214,7 @@ func TestBlackHoleHoldsBytesEitherWayUntilRestore(t *testing.T) {
 
 func TestDelayAddsLatencyPerChunkAndRestoreEndsIt(t *testing.T) {
 	e := startEcho(t)
-	p := newProxy(t, e.l.Addr().String())
+	p := Start(t, e.l.Addr().String())
 	c := dial(t, p)
 	const d = 150 * time.Millisecond
 	p.Delay(d)
@@ -287,7 +277,7 @@ func TestCorruptDamagesOnlyWhatUpstreamSends(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startEcho(t)
-			p := newProxy(t, e.l.Addr().String())
+			p := Start(t, e.l.Addr().String())
 			c := dial(t, p)
 			p.Corrupt(tc.fn)
 			sent := []byte("0200ABCDEFGH")
@@ -317,7 +307,7 @@ func TestDialFailureClosesTheDownstreamConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, l.Addr().String())
+	p := Start(t, l.Addr().String())
 	l.Close() // nothing listens there now (closed after New, so the proxy cannot get the same port)
 	// The reset may beat the dial.
 	if c, err := net.DialTimeout("tcp", p.Addr(), 5*time.Second); err == nil {
@@ -348,6 +338,30 @@ func TestCloseEndsConnectionsHeldInABlackHole(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestStartForwardsAndClosesTheProxyWhenTheTestEnds(t *testing.T) {
+	e := startEcho(t)
+	var p *Proxy
+	var c net.Conn
+	t.Run("user", func(t *testing.T) {
+		p = Start(t, e.l.Addr().String())
+		c = dial(t, p)
+		if got, err := roundTrip(c, []byte("hi")); err != nil || string(got) != "hi" {
+			t.Fatalf("echo %q, %v", got, err)
+		}
+	})
+	// The subtest's cleanups have run: the proxy no longer listens and its connections are gone.
+	if fresh, err := net.DialTimeout("tcp", p.Addr(), 5*time.Second); err == nil {
+		fresh.Close()
+		t.Fatal("the proxy still listens after the test that started it ended")
+	}
+	if s := p.Stats(); s.Active != 0 {
+		t.Fatalf("%d connection pairs still open", s.Active)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
 	}
 }
 

@@ -74,6 +74,7 @@ type Channel struct {
 	stop    func(context.Context) error
 	done    chan struct{}
 	started chan error
+	idle    chan work // idle workers wait here for their next frame (workers.go)
 }
 
 // New prepares a channel; Start opens its listener.
@@ -83,7 +84,8 @@ func New(cfg Config, h Handler, log *zap.Logger) *Channel {
 		log = zap.NewNop()
 	}
 	return &Channel{cfg: cfg, h: h, log: log.With(zap.String("channel", cfg.Name)), now: time.Now,
-		byID: map[uint64]*Session{}, done: make(chan struct{}), started: make(chan error, 1)}
+		byID: map[uint64]*Session{}, done: make(chan struct{}), started: make(chan error, 1),
+		idle: make(chan work)}
 }
 
 // Name is the channel's name.
@@ -244,7 +246,7 @@ func (c *Channel) ingest(s *Session, b []byte) (int, error) {
 		if c.total.Add(1) > int64(c.cfg.MaxTotal) {
 			c.stats.overloaded.Add(1)
 		}
-		go c.dispatch(s, frame)
+		c.dispatchWarm(s, frame)
 	}
 	return used, nil
 }

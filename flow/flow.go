@@ -212,12 +212,20 @@ func (f *Flow) Frame(s *channel.Session, body []byte) {
 	rc, res := f.financial(ctx, t, &sess, req, rsp, received)
 	frame, err := f.pack(ctx, rsp, rc, &termMAC{key: sess.MAK, profile: t.MACAlgorithm()})
 	if err != nil {
-		f.cfg.Log.Error("cannot pack reply", zap.String("channel", f.cfg.Channel), zap.Error(err))
-		s.Close("cannot pack reply")
+		// Typically the security module cannot MAC the approval: it is reversed, and the terminal gets 96,
+		// which needs no MAC, rather than a closed connection.
+		f.cfg.Log.Error("cannot MAC or pack the reply; answering 96", zap.String("channel", f.cfg.Channel), zap.Error(err))
 		if res.d != nil {
 			f.undelivered(ctx, res.d, err)
 		}
 		f.settleDuplicate(ctx, dkey, claim, nil)
+		rsp.Unset(38)
+		if frame, err := f.pack(ctx, rsp, RCMalfunction, nil); err == nil {
+			_ = s.Reply(frame)
+			f.met.reply(RCMalfunction)
+			return
+		}
+		s.Close("cannot pack reply")
 		return
 	}
 	if res.d == nil {

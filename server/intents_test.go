@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -392,7 +393,7 @@ func TestRecoverIntentsQueuesTheReversalOfEachOpenIntentOnceAndForgetsIt(t *test
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	in := newIntents(openTestIntentLog(t, dir), sealer, "node-1")
+	in := newIntents(openTestIntentLog(t, dir), sealer, nil, "node-1", zaptest.NewLogger(t))
 	ctx := context.Background()
 	var ids []string
 	for i := range 3 {
@@ -405,7 +406,7 @@ func TestRecoverIntentsQueuesTheReversalOfEachOpenIntentOnceAndForgetsIt(t *test
 	if err := in.End(ctx, "bank-a", ids[1]); err != nil { // answered: no reversal
 		t.Fatal(err)
 	}
-	re := newIntents(openTestIntentLog(t, copyOf(t, dir)), sealer, "node-1") // the next start, after a crash
+	re := newIntents(openTestIntentLog(t, copyOf(t, dir)), sealer, nil, "node-1", zaptest.NewLogger(t)) // the next start, after a crash
 	var q reversalRecorder
 	if err := re.recoverIntents(ctx, &q, zaptest.NewLogger(t), nil); err != nil {
 		t.Fatal(err)
@@ -478,5 +479,110 @@ func BenchmarkIntentStoreBeginEnd(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// flakyStore is an intent store that can be switched down, like shared state whose Redis is cut off.
+type flakyStore struct {
+	saf.Store
+	down atomic.Bool
+	late atomic.Bool // a Put fails for the caller but lands all the same (a hung Redis answering late)
+}
+
+func (f *flakyStore) Put(ctx context.Context, e *saf.Entry) error {
+	if f.late.Load() {
+		_ = f.Store.Put(ctx, e)
+		return errors.New("store timed out")
+	}
+	if f.down.Load() {
+		return errors.New("store down")
+	}
+	return f.Store.Put(ctx, e)
+}
+
+func (f *flakyStore) Remove(ctx context.Context, acquirer, id string) error {
+	if f.down.Load() {
+		return errors.New("store down")
+	}
+	return f.Store.Remove(ctx, acquirer, id)
+}
+
+// flakyQueue is a reversal queue that can be switched down.
+type flakyQueue struct {
+	reversalRecorder
+	down atomic.Bool
+}
+
+func (f *flakyQueue) Enqueue(ctx context.Context, acquirer, link, txnID string, msg []byte) error {
+	if f.down.Load() {
+		return errors.New("queue down")
+	}
+	return f.reversalRecorder.Enqueue(ctx, acquirer, link, txnID, bytes.Clone(msg))
+}
+
+// TestReversalRefusedByItsStoreIsHeldAndItsIntentKeptUntilQueued: while the store of the queue and intents
+// is down (Redis of shared state cut off), a reversal is held in memory and retried, and the request's intent
+// stays until the reversal is queued, so a stop meanwhile still reverses it; an intent whose removal failed
+// although its request was answered is removed once the store is back, so it cannot reverse a delivered
+// approval at the next start; and an intent written late by a store that timed out is removed.
+func TestReversalRefusedByItsStoreIsHeldAndItsIntentKeptUntilQueued(t *testing.T) {
+	sealer, err := saf.NewAESGCM(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &flakyStore{Store: openTestIntentLog(t, t.TempDir())}
+	q := &flakyQueue{}
+	in := newIntents(store, sealer, q, "node-1", zaptest.NewLogger(t))
+	ctx := context.Background()
+	timedOut, err := in.Begin(ctx, "bank-a", "bank-a/main/1", "T1", []byte("0420-T1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered, err := in.Begin(ctx, "bank-a", "bank-a/main/1", "T2", []byte("0420-T2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	store.down.Store(true)
+	q.down.Store(true)
+	if err := in.Enqueue(ctx, "bank-a", "bank-a/main/1", "T1", []byte("0420-T1")); err != nil {
+		t.Fatalf("a reversal the queue refused was not held: %v", err)
+	}
+	if err := in.End(ctx, "bank-a", timedOut); err != nil {
+		t.Fatalf("End of an intent waiting for its held reversal: %v", err)
+	}
+	if err := in.End(ctx, "bank-a", answered); err == nil {
+		t.Fatal("End with the store down reported success")
+	}
+	if held, unremoved := in.Held(); held != 1 || unremoved != 1 {
+		t.Fatalf("held %d reversals and %d unremoved intents, want 1 and 1", held, unremoved)
+	}
+	in.retryOnce(ctx) // still down: nothing changes, nothing is lost
+	if ids := loadIDs(t, store.Store.(*intentLog)); len(ids) != 2 {
+		t.Fatalf("intents while down: %v, want both kept", ids)
+	}
+
+	store.down.Store(false)
+	q.down.Store(false)
+	in.retryOnce(ctx)
+	if !slices.Equal(q.txns, []string{"T1"}) || string(q.msgs[0]) != "0420-T1" {
+		t.Fatalf("queued %v, want T1's reversal once", q.txns)
+	}
+	if ids := loadIDs(t, store.Store.(*intentLog)); len(ids) != 0 {
+		t.Fatalf("intents left once the store is back: %v", ids)
+	}
+	if held, unremoved := in.Held(); held != 0 || unremoved != 0 {
+		t.Fatalf("held %d and %d after the retry, want none", held, unremoved)
+	}
+
+	// A Begin that timed out but landed late: the request was not sent, so its intent goes.
+	store.late.Store(true)
+	if _, err := in.Begin(ctx, "bank-a", "bank-a/main/1", "T3", []byte("0420-T3")); err == nil {
+		t.Fatal("a Begin whose write timed out reported success")
+	}
+	store.late.Store(false)
+	in.retryOnce(ctx)
+	if ids := loadIDs(t, store.Store.(*intentLog)); len(ids) != 0 {
+		t.Fatalf("the intent of a request never sent is still there: %v", ids)
 	}
 }

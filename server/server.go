@@ -225,7 +225,8 @@ func (s *Switch) buildReversals() error {
 		if err != nil {
 			return err
 		}
-		s.intents = newIntents(istore, sealer, s.cfg.Node.ID)
+		s.intents = newIntents(istore, sealer, q, s.cfg.Node.ID, s.log)
+		s.reversals = s.intents // reversals the queue's store refuses are held and retried
 	}
 	return nil
 }
@@ -617,14 +618,18 @@ func (s *Switch) buildChannels() error {
 	return nil
 }
 
-// Start opens the bank links, the channels, the shippers and the admin server.
+// Start opens the bank links, the channels, the shippers and the admin server. The shippers, the takeover of
+// dead nodes' entries and the retries of held reversals run until ctx ends or Stop: pass a context without a
+// deadline.
 func (s *Switch) Start(ctx context.Context) error {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.pool.Start()
 	if s.intents != nil {
-		if err := s.intents.recoverIntents(ctx, s.reversals, s.log, s.reversedBySwitch); err != nil {
+		// Straight into the queue: an intent is forgotten only once its reversal is stored.
+		if err := s.intents.recoverIntents(ctx, s.queue, s.log, s.reversedBySwitch); err != nil {
 			return fmt.Errorf("intents: %w", err)
 		}
+		go s.intents.retry(ctx, time.Second)
 	}
 	if s.state.Lease != nil && s.queue != nil {
 		go s.state.Lease.RunTakeover(ctx, s.takeOver, func(err error) {

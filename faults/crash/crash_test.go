@@ -419,6 +419,9 @@ func reconcile(t *testing.T, dir string, attempts []attempt, banks [2]*testBank,
 	}
 	t.Logf("(b) journal %d keys; sink %s: %d rows, %d unique keys, %d repeated deliveries; %d missing from the sink, %d unknown to the journal",
 		len(journalKeys), sink.name(), sinkRows, len(sinkKeys), dups, missingB, extraB)
+	if _, file := sink.(fileSink); !file && dups > 0 {
+		t.Errorf("(b) the %s sink deduplicates by key, yet holds %d repeated keys", sink.name(), dups)
+	}
 
 	// (c) and (d): the banks' view.
 	var narrow, reversedUndelivered, reversedNeverAnswered, badReversed, notReversed, atBankApproved int

@@ -682,6 +682,9 @@ func checkSinks(t *testing.T, dirs [2]string) {
 	}
 	t.Logf("(b) journals %d keys; sink %s: %d rows, %d unique keys, %d repeated deliveries; %d missing from the sink, %d unknown to the journals",
 		len(journalKeys), sink.name(), rows, len(sinkKeys), dups, missingB, extraB)
+	if _, file := sink.(fileSink); !file && dups > 0 {
+		t.Errorf("(b) the %s sink deduplicates by key, yet holds %d repeated keys", sink.name(), dups)
+	}
 }
 
 // reconcileNodes is the kill test's reconciliation over the journals of both nodes (stopped): (a) every

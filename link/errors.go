@@ -26,8 +26,9 @@ var (
 	ErrConnLost = errors.New("link: connection lost")
 	// ErrClosed means the link was closed.
 	ErrClosed = errors.New("link: closed")
-	// ErrSTANExhausted means every STAN of the day (or of the configured range) was handed out.
-	ErrSTANExhausted = errors.New("link: STAN range exhausted for today")
+	// ErrSTANExhausted means the day's RRN sequence of an acquirer (MaxRRNSequence messages) is used up; the
+	// STAN itself wraps around.
+	ErrSTANExhausted = errors.New("link: the day's RRN sequence (10 million messages per acquirer) is used up")
 )
 
 // SendError is the failure of a request that was accepted by the link (queued). Written is true when the

@@ -17,7 +17,7 @@ func ExampleLocalCounter() {
 	c, _ := link.NewLocalCounter(link.CounterConfig{Node: 4, Location: time.UTC, Now: func() time.Time { return now }})
 	stan, rrn, _ := c.Next(context.Background(), "icbc")
 	fmt.Println(stan, rrn)
-	// Output: 000001 633104000001
+	// Output: 000001 331040000001
 }
 
 func ExampleLink_Send() {

@@ -149,7 +149,7 @@ func (st *State) openRedis(ctx context.Context) error {
 		return err
 	}
 	if st.Counter, err = NewRedisCounter(rdb, RedisCounterConfig{Prefix: cfg.Prefix, Node: deps.NodeNumber,
-		Block: cfg.STANBlock, Location: deps.Location, Now: deps.Now}); err != nil {
+		Block: cfg.STANBlock, Location: deps.Location, Now: deps.Now, Log: deps.Log}); err != nil {
 		return err
 	}
 	if st.Lease, err = AcquireLease(ctx, rdb, LeaseConfig{Prefix: cfg.Prefix, Node: deps.NodeID, TTL: cfg.Lease,
@@ -188,7 +188,7 @@ func (st *State) openEmbedded() error {
 	st.Batches = batches
 	st.closers = append(st.closers, batches.Close)
 	if st.Counter, err = link.NewLocalCounter(link.CounterConfig{Node: st.deps.NodeNumber, Location: st.deps.Location,
-		Now: st.deps.Now}); err != nil {
+		Now: st.deps.Now, Log: st.deps.Log}); err != nil {
 		return err
 	}
 	return nil

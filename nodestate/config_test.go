@@ -118,7 +118,7 @@ func TestOpenRedisSharesStateAndHoldsTheLease(t *testing.T) {
 	}
 	s1, _, _ := a.Counter.Next(ctx, "bankA")
 	s2, r2, _ := b.Counter.Next(ctx, "bankA")
-	if s1 == s2 || r2[4:6] != "02" {
+	if s1 == s2 || r2[3:5] != "02" {
 		t.Fatalf("STANs %s %s, RRN %s", s1, s2, r2)
 	}
 	store, err := a.SAFStore(ctx, "reversals", "")

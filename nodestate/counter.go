@@ -8,13 +8,14 @@ import (
 
 	"github.com/railswitch/railswitch/link"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // stanKeyTTL is how long a day's STAN key lives: the day and the next, so a node whose clock lags a little
 // behind midnight still finds it.
 const stanKeyTTL = 48 * time.Hour
 
-// maxSTAN is the last STAN of a day.
+// maxSTAN is the last STAN of the range; past it the STAN wraps around to 000001.
 const maxSTAN = 999999
 
 // RedisCounterConfig configures a RedisCounter.
@@ -27,13 +28,16 @@ type RedisCounterConfig struct {
 	Block    int
 	Location *time.Location   // where midnight is; default time.Local
 	Now      func() time.Time // default time.Now
+	Log      *zap.Logger      // where the daily STAN wrap is reported (Info); nil logs nothing
 }
 
-// RedisCounter is a link.Counter shared by every node: the STAN is INCR (or INCRBY Block) on
+// RedisCounter is a link.Counter shared by every node: the sequence number n is INCR (or INCRBY Block) on
 // "<prefix>:{stan:<acquirer>}:<yyyymmdd>", a key per acquirer and local day that expires after two days, so
-// a STAN is unique per acquirer and day across the nodes and restarts at 000001 after midnight. The RRN is
-// YDDDNNSSSSSS as with link.LocalCounter (last digit of the year, day of the year, node number, STAN), so it
-// is unique per acquirer for ten years.
+// n is unique per acquirer and day across the nodes and restarts at 1 after midnight. The STAN is
+// ((n-1) mod 999999) + 1: it wraps around to 000001 after 999999 (logged once per acquirer and day by each
+// node that sees it), so it is unique per acquirer among the last 999,999 messages of all nodes. The RRN is
+// DDDNNSSSSSSS as with link.LocalCounter (day of the year, node number, n as 7 digits), so it is unique per
+// acquirer within a year. Past n = link.MaxRRNSequence Next refuses with link.ErrSTANExhausted.
 type RedisCounter struct {
 	rdb  redis.UniversalClient
 	keys keyspace
@@ -46,7 +50,8 @@ type RedisCounter struct {
 type stanBlock struct {
 	mu         sync.Mutex
 	day        int
-	next, last int
+	next, last int  // sequence numbers n
+	wrapped    bool // the STAN wrap of day was logged
 }
 
 // NewRedisCounter returns a counter with cfg's defaults filled in.
@@ -70,11 +75,14 @@ func NewRedisCounter(rdb redis.UniversalClient, cfg RedisCounterConfig) (*RedisC
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
 	return &RedisCounter{rdb: rdb, keys: ks, cfg: cfg, seq: map[string]*stanBlock{}}, nil
 }
 
-// Next returns the acquirer's next STAN and its RRN. When the day's STANs are used up it returns
-// link.ErrSTANExhausted rather than reuse one.
+// Next returns the acquirer's next STAN and its RRN. After STAN 999999 the STAN wraps around to 000001;
+// past link.MaxRRNSequence messages of the day it returns link.ErrSTANExhausted.
 func (c *RedisCounter) Next(ctx context.Context, acquirer string) (string, string, error) {
 	t := c.cfg.Now().In(c.cfg.Location)
 	y, m, d := t.Date()
@@ -101,30 +109,29 @@ func (c *RedisCounter) Next(ctx context.Context, acquirer string) (string, strin
 			b.mu.Unlock()
 			return "", "", fmt.Errorf("nodestate: STAN of acquirer %s: %w", acquirer, err)
 		}
+		if b.day != day {
+			b.wrapped = false
+		}
 		hi := int(incr.Val())
-		b.day, b.next, b.last = day, hi-c.cfg.Block+1, min(hi, maxSTAN)
-		if b.next > maxSTAN {
+		b.day, b.next, b.last = day, hi-c.cfg.Block+1, min(hi, link.MaxRRNSequence)
+		if b.next > link.MaxRRNSequence {
 			b.next, b.last = 1, 0 // nothing left today; the next call asks again (and is refused again)
 			b.mu.Unlock()
-			return "", "", fmt.Errorf("%w: acquirer %s", link.ErrSTANExhausted, acquirer)
+			return "", "", fmt.Errorf("%w: acquirer %s has %d messages today", link.ErrSTANExhausted, acquirer, hi-c.cfg.Block)
 		}
 	}
 	n := b.next
 	b.next++
+	logWrap := n > maxSTAN && !b.wrapped
+	if logWrap {
+		b.wrapped = true
+	}
 	b.mu.Unlock()
 
-	var rrn [12]byte
-	rrn[0] = byte('0' + y%10)
-	putDigits(rrn[1:4], t.YearDay())
-	putDigits(rrn[4:6], c.cfg.Node)
-	putDigits(rrn[6:12], n)
-	return string(rrn[6:12]), string(rrn[:]), nil
-}
-
-// putDigits writes v as len(b) decimal digits, zero-padded.
-func putDigits(b []byte, v int) {
-	for i := len(b) - 1; i >= 0; i-- {
-		b[i] = byte('0' + v%10)
-		v /= 10
+	if logWrap {
+		c.cfg.Log.Info("STAN range used up, wrapping around to 000001", zap.String("acquirer", acquirer),
+			zap.Int("day", day))
 	}
+	stan, rrn := link.FormatSTANRRN(n, 1, maxSTAN, t.YearDay(), c.cfg.Node)
+	return stan, rrn, nil
 }

@@ -97,6 +97,7 @@ func NewTerminalBuilder(o TerminalOptions) (NewBuilder, error) {
 		b := &TerminalBuilder{o: &o, tmk: tmk, macAt: framePrefix(spec.Framing()),
 			tid: []byte(o.TIDPrefix + strings.Repeat("0", width-len(n)) + n)}
 		putDigits(b.batch[:], 1) // until the host names one
+		b.trace = traceStart(time.Now())
 		return b, nil
 	}, nil
 }
@@ -138,6 +139,13 @@ type cupOriginal struct {
 	rrn          [12]byte
 	auth         [6]byte
 }
+
+// traceStart is where a run's trace numbers begin. A real terminal keeps its trace across power-offs; a new
+// run of the load generator would otherwise start at 000001 again in the same batch, and the switch would
+// take its requests for retransmissions of the last run's (duplicate detection). Starting at a point that
+// moves 1,000 a second gives each run fresh traces while a terminal sends fewer than 1,000 a second, and
+// comes round again only after about 17 minutes, beyond the duplicate window.
+func traceStart(now time.Time) int { return int(now.Unix() * 1000 % 999999) }
 
 // nextTrace advances the terminal's trace number (11) and returns it.
 func (b *TerminalBuilder) nextTrace() [6]byte {

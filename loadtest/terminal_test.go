@@ -304,3 +304,19 @@ func TestTerminalSpecAgainstTheDemoSwitch(t *testing.T) {
 		})
 	}
 }
+
+// TestEachRunStartsItsTracesWhereTheLastRunCouldNotHaveReached: a later run begins 1,000 traces a second
+// further on, so a terminal sending under 1,000 a second never repeats the trace of a run before it within
+// the switch's duplicate window.
+func TestEachRunStartsItsTracesWhereTheLastRunCouldNotHaveReached(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		gap  time.Duration
+		want int
+	}{{time.Second, 1000}, {10 * time.Second, 10000}, {5 * time.Minute, 300000}} {
+		next := traceStart(t0.Add(tc.gap))
+		if got := (next - traceStart(t0) + 999999) % 999999; got != tc.want {
+			t.Errorf("a run %s later starts %d traces on, want %d", tc.gap, got, tc.want)
+		}
+	}
+}

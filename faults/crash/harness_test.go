@@ -601,3 +601,33 @@ func (p *postgresSink) keys(t *testing.T, _ string) map[string]int {
 	}
 	return out
 }
+
+// checkSinkKeys is check (b): every journal key reached the sink, the sink holds no key the journals do not,
+// and a deduplicating sink holds each key once. It logs the counts.
+func checkSinkKeys(t *testing.T, journalKeys, sinkKeys map[string]int) {
+	t.Helper()
+	var missing, extra, dups, rows int
+	for k := range journalKeys {
+		if sinkKeys[k] == 0 {
+			missing++
+			if missing <= 10 {
+				t.Errorf("(b) journal record %s never reached the sink", k)
+			}
+		}
+	}
+	for k, n := range sinkKeys {
+		rows += n
+		dups += n - 1
+		if journalKeys[k] == 0 {
+			extra++
+			if extra <= 10 {
+				t.Errorf("(b) sink holds %s, which no journal does", k)
+			}
+		}
+	}
+	t.Logf("(b) journal %d keys; sink %s: %d rows, %d unique keys, %d repeated deliveries; %d missing from the sink, %d unknown to the journal",
+		len(journalKeys), sink.name(), rows, len(sinkKeys), dups, missing, extra)
+	if _, file := sink.(fileSink); !file && dups > 0 {
+		t.Errorf("(b) the %s sink deduplicates by key, yet holds %d repeated keys", sink.name(), dups)
+	}
+}

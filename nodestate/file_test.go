@@ -426,3 +426,83 @@ func TestFileTxnsForgetTheOldestBeyondMaxEntries(t *testing.T) {
 	defer s.Close()
 	check("after a reopen", s)
 }
+
+// TestFileTxnsCompactInTheBackgroundWithoutStoppingPuts: the rewrite of the live originals runs while Puts
+// go on (at 10,000 approvals a second a million-record rewrite under the lock stalled purchases for seconds);
+// the Puts made meanwhile are in the new log, and a reopen finds them.
+func TestFileTxnsCompactInTheBackgroundWithoutStoppingPuts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "txns.log")
+	release := make(chan struct{})
+	var armed, blocked atomic.Bool      // armed after the first Put, which names the log's file
+	var logFile atomic.Pointer[os.File] // the file commits go to (named .tmp too: the open compacts)
+	opts := FileOptions{Now: newClock().Now, MaxEntries: 50, CompactAfter: 8,
+		sync: func(f *os.File) error {
+			if !armed.Load() {
+				logFile.Store(f)
+				return nil
+			}
+			if f != logFile.Load() && !blocked.Swap(true) {
+				<-release // the compaction's write is slow
+			}
+			return nil
+		}}
+	s, err := OpenFileTxns(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Put(ctx, "T0", "000001", "000001", txnOf(0)); err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
+	compacting := func() bool { s.w.mu.Lock(); defer s.w.mu.Unlock(); return s.w.compacting }
+	i := 0
+	for !compacting() {
+		i++
+		if i > 1000 {
+			t.Fatal("no compaction started")
+		}
+		if err := s.Put(ctx, "T1", "000001", fmt.Sprintf("%06d", i), txnOf(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		for j := 1; j <= 30; j++ {
+			if err := s.Put(ctx, "T1", "000001", fmt.Sprintf("%06d", i+j), txnOf(i+j)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Puts waited for the compaction")
+	}
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for compacting() {
+		if time.Now().After(deadline) {
+			t.Fatal("the compaction did not finish")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenFileTxns(path, FileOptions{Now: newClock().Now, MaxEntries: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for j := i + 1; j <= i+30; j++ { // made during the compaction
+		if _, ok, _ := s.Get(ctx, "T1", "000001", fmt.Sprintf("%06d", j)); !ok {
+			t.Fatalf("original %d, put while the log was compacted, is missing after a reopen", j)
+		}
+	}
+}

@@ -76,6 +76,10 @@ type wal struct {
 	broken   error
 	sync     func(*os.File) error // fsync; tests count calls
 	syncs    atomic.Int64
+
+	compacting  bool   // a background compaction is writing the new log (compactInBackground)
+	tail        []byte // records committed since that compaction's snapshot, framed
+	tailRecords int
 }
 
 type walBatch struct {
@@ -162,6 +166,10 @@ func (w *wal) flush() {
 	if err == nil {
 		w.size += int64(len(b.buf))
 		w.records += len(b.applies)
+		if w.compacting { // the new log must hold these too
+			w.tail = append(w.tail, b.buf...)
+			w.tailRecords += len(b.applies)
+		}
 		for _, apply := range b.applies {
 			apply()
 		}
@@ -174,7 +182,7 @@ func (w *wal) flush() {
 // rewrite replaces the log with the given payloads (temporary file, fsync, rename, directory fsync) and
 // reopens it for appending. mu is held; it waits for a batch being written and keeps writers out meanwhile.
 func (w *wal) rewrite(payloads [][]byte) error {
-	for w.flushing {
+	for w.flushing || w.compacting {
 		w.cond.Wait()
 	}
 	var buf []byte
@@ -207,9 +215,79 @@ func (w *wal) rewrite(payloads [][]byte) error {
 	return nil
 }
 
-// close closes the file (mu held) once no batch is being written.
-func (w *wal) close() error {
+// compactInBackground replaces the log with payloads, a snapshot of the live records taken under mu (held),
+// without holding mu while it writes them: commits go on into the old file meanwhile and are kept in tail,
+// which is appended to the new file just before it takes the old one's place (under mu, briefly). A rewrite
+// of a million records would otherwise stop every commit for seconds. No-op while one runs; report gets a
+// failure (the old log then stays, whole).
+func (w *wal) compactInBackground(payloads [][]byte, report func(error)) {
+	if w.compacting || w.f == nil {
+		return
+	}
+	w.compacting, w.tail, w.tailRecords = true, nil, 0
+	go func() {
+		if err := w.writeCompacted(payloads); err != nil && report != nil {
+			report(err)
+		}
+	}()
+}
+
+func (w *wal) writeCompacted(payloads [][]byte) (err error) {
+	var buf []byte
+	for _, p := range payloads {
+		buf = appendRecord(buf, p)
+	}
+	tmp := w.path + tmpSuffix
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, fileMode)
+	if err == nil {
+		if _, err = f.Write(buf); err == nil {
+			err = w.sync(f)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	defer func() {
+		if err != nil {
+			if f != nil {
+				f.Close()
+			}
+			os.Remove(tmp)
+			err = fmt.Errorf("nodestate: compacting %s: %w", w.path, err)
+		}
+		w.compacting, w.tail, w.tailRecords = false, nil, 0
+		w.cond.Broadcast()
+	}()
 	for w.flushing {
+		w.cond.Wait()
+	}
+	if err != nil {
+		return err
+	}
+	if w.f == nil {
+		return ErrClosed
+	}
+	if len(w.tail) > 0 {
+		if _, err = f.Write(w.tail); err == nil {
+			err = w.sync(f)
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, w.path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(w.path))
+	}
+	if err != nil {
+		return err
+	}
+	w.f.Close()
+	w.f, w.size, w.records = f, int64(len(buf)+len(w.tail)), len(payloads)+w.tailRecords
+	return nil
+}
+
+// close closes the file (mu held) once no batch is being written and no compaction runs.
+func (w *wal) close() error {
+	for w.flushing || w.compacting {
 		w.cond.Wait()
 	}
 	if w.f == nil {

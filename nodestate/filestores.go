@@ -257,12 +257,27 @@ func (s *FileTxns) Put(ctx context.Context, tid, batch, trace string, t flow.Txn
 	if err := s.w.commit(payload, func() { s.apply(r, payload) }); err != nil {
 		return fmt.Errorf("nodestate: storing txn %s: %w", t.ID, err)
 	}
-	if s.shouldCompact(len(s.m)) {
-		if err := s.compactLocked(); err != nil {
-			s.opts.Log.Error("nodestate: compaction failed", zap.String("file", s.w.path), zap.Error(err))
-		}
+	if !s.w.compacting && s.shouldCompact(len(s.m)) {
+		s.compactInBackground()
 	}
 	return nil
+}
+
+// compactInBackground rewrites the log with the live originals, in Put order, without stopping Puts for
+// the write (wal.compactInBackground); mu is held for the snapshot only. Expired originals are left out.
+func (s *FileTxns) compactInBackground() {
+	payloads := make([][]byte, 0, len(s.m))
+	s.oldest = 0
+	for _, k := range s.order[s.head:] {
+		if k.l == nil || s.expired(k.l.at) || (s.m[k.key] != k.l && (k.rrn == "" || s.byRRN[k.rrn] != k.l)) {
+			continue
+		}
+		payloads = append(payloads, k.l.payload)
+		s.seen(k.l.at)
+	}
+	s.w.compactInBackground(payloads, func(err error) {
+		s.opts.Log.Error("nodestate: compaction failed", zap.String("file", s.w.path), zap.Error(err))
+	})
 }
 
 // Get finds an original by terminal, batch and trace number.

@@ -378,23 +378,7 @@ func reconcile(t *testing.T, dir string, attempts []attempt, banks [2]*testBank,
 	t.Logf("journal: %d records (%d purchases, %d of them approved; %d terminal reversals; %d other)", len(recs), jAuth, len(approvedJ), jRev, jOther)
 
 	// (a) every approval a terminal received is journaled, as an approval of that terminal and trace.
-	var missingA int
-	for _, a := range attempts {
-		if !a.Approved {
-			continue
-		}
-		r, ok := approvedJ[a.Amount]
-		if !ok || r.Terminal != a.Terminal || r.TerminalSTAN != a.Trace {
-			missingA++
-			if missingA <= 10 {
-				t.Errorf("(a) approval seen by %s batch %s trace %s amount %d is not journaled", a.Terminal, a.Batch, a.Trace, a.Amount)
-			}
-		}
-	}
-	t.Logf("(a) %d approvals seen by terminals, %d of them journaled, %d missing", seenApproved, seenApproved-missingA, missingA)
-	if missingA > 0 {
-		t.Errorf("(a) %d approvals the terminals received are not in the journal", missingA)
-	}
+	checkApprovalsJournaled(t, attempts, approvedJ, seenApproved)
 
 	// (b) journal = sink, by idempotency key.
 	sinkKeys := sink.keys(t, dir)

@@ -631,3 +631,26 @@ func checkSinkKeys(t *testing.T, journalKeys, sinkKeys map[string]int) {
 		t.Errorf("(b) the %s sink deduplicates by key, yet holds %d repeated keys", sink.name(), dups)
 	}
 }
+
+// checkApprovalsJournaled is check (a): every approval a terminal received is journaled, as an approval of
+// that terminal and trace (approvedJ: the journal's approved purchases by their unique amount).
+func checkApprovalsJournaled(t *testing.T, attempts []attempt, approvedJ map[int64]journal.Record, seenApproved int) {
+	t.Helper()
+	var missing int
+	for _, a := range attempts {
+		if !a.Approved {
+			continue
+		}
+		r, ok := approvedJ[a.Amount]
+		if !ok || r.Terminal != a.Terminal || r.TerminalSTAN != a.Trace {
+			missing++
+			if missing <= 10 {
+				t.Errorf("(a) approval seen by %s batch %s trace %s amount %d is not journaled", a.Terminal, a.Batch, a.Trace, a.Amount)
+			}
+		}
+	}
+	t.Logf("(a) %d approvals seen by terminals, %d of them journaled, %d missing", seenApproved, seenApproved-missing, missing)
+	if missing > 0 {
+		t.Errorf("(a) %d approvals the terminals received are not in the journal", missing)
+	}
+}

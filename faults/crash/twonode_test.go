@@ -738,23 +738,7 @@ func reconcileNodes(t *testing.T, dirs [2]string, attempts []attempt, banks [2]*
 	}
 
 	// (a)
-	var missingA int
-	for _, a := range attempts {
-		if !a.Approved {
-			continue
-		}
-		r, ok := approvedJ[a.Amount]
-		if !ok || r.Terminal != a.Terminal || r.TerminalSTAN != a.Trace {
-			missingA++
-			if missingA <= 10 {
-				t.Errorf("(a) approval seen by %s batch %s trace %s amount %d is in neither journal", a.Terminal, a.Batch, a.Trace, a.Amount)
-			}
-		}
-	}
-	t.Logf("(a) %d approvals seen by terminals, %d of them journaled, %d missing", seenApproved, seenApproved-missingA, missingA)
-	if missingA > 0 {
-		t.Errorf("(a) %d approvals the terminals received are in neither journal", missingA)
-	}
+	checkApprovalsJournaled(t, attempts, approvedJ, seenApproved)
 
 	// (c) and (d)
 	var narrow, reversedUndelivered, reversedNeverAnswered, badReversed, notReversed, atBankApproved int
